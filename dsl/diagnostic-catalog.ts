@@ -1,0 +1,115 @@
+/**
+ * Every user-facing diagnostic of dsv3: a stable code, a severity and one message template.
+ * `{name}` placeholders are filled by `makeDiagnostic`. Codes never change meaning once released;
+ * retire a code rather than reuse it. Each code has a test that triggers it and snapshots the message
+ * (tests/diagnostics.test.ts).
+ *
+ * Families: 1xxx lexical and syntax · 2xxx names, structure, imports, presets · 3xxx types, units and
+ * ranges · 4xxx model and precision rules · 5xxx cluster and schedule rules · 9xxx command line, files
+ * and bundles.
+ */
+
+export type Severity = "error" | "warning";
+
+export interface CatalogEntry {
+  severity: Severity;
+  template: string;
+}
+
+export const CATALOG = {
+  // ── 1xxx: lexical and syntax ────────────────────────────────────────────────────────────────
+  DSV1001: { severity: "error", template: "unexpected character {char}" },
+  DSV1002: { severity: "error", template: "unterminated string" },
+  DSV1003: { severity: "error", template: "unterminated block comment" },
+  DSV1004: { severity: "error", template: "expected {expected} but found {found}" },
+  DSV1005: { severity: "error", template: "'{open}' is never closed" },
+  DSV1006: { severity: "error", template: "invalid number '{raw}': {reason}" },
+  DSV1007: { severity: "error", template: "nesting deeper than {max} levels" },
+  DSV1008: { severity: "error", template: "file is {bytes} bytes; the limit is {max} bytes" },
+  DSV1009: { severity: "error", template: "'{found}' cannot start an entry here; expected an attribute (key = value), a block, or '...preset'" },
+
+  // ── 2xxx: names, structure, imports, presets ────────────────────────────────────────────────
+  DSV2001: { severity: "error", template: "unknown block '{name}' in {where}" },
+  DSV2002: { severity: "error", template: "unknown attribute '{name}' in {where}" },
+  DSV2003: { severity: "error", template: "'{name}' is set twice in {where}" },
+  DSV2004: { severity: "error", template: "there can be only one '{name}' block{where}" },
+  DSV2005: { severity: "error", template: "{where} is missing the required attribute '{name}'" },
+  DSV2006: { severity: "error", template: "the spec has no '{name}' block" },
+  DSV2007: { severity: "error", template: "unknown preset '{name}'" },
+  DSV2008: { severity: "error", template: "{what} '{name}' is defined twice" },
+  DSV2009: { severity: "error", template: "cannot import '{path}': {reason}" },
+  DSV2010: { severity: "error", template: "import cycle: {cycle}" },
+  DSV2011: { severity: "error", template: "unknown {what} '{name}'" },
+  DSV2012: { severity: "error", template: "'{name}' takes {expected}, found {found}" },
+  DSV2013: { severity: "error", template: "preset '{name}' spreads itself (cycle: {cycle})" },
+  DSV2014: { severity: "error", template: "{where} is missing the required block '{name}'" },
+  DSV2015: { severity: "error", template: "'{name}' is given both as an attribute and as a block" },
+
+  // ── 3xxx: types, units, ranges ──────────────────────────────────────────────────────────────
+  DSV3001: { severity: "error", template: "'{name}' expects {expected}, found {found}" },
+  DSV3002: { severity: "error", template: "'{name}' must be a whole number, found {value}" },
+  DSV3003: { severity: "error", template: "unknown unit '{unit}'" },
+  DSV3004: { severity: "error", template: "'{name}' is {dimension}; the unit '{unit}' is {unitDimension}" },
+  DSV3005: { severity: "error", template: "'{name}' = {value} is out of range {range}" },
+  DSV3006: { severity: "error", template: "'{name}' must be one of {allowed}; found '{value}'" },
+  DSV3007: { severity: "error", template: "range {from}..{to} runs backwards" },
+  DSV3008: { severity: "error", template: "'{name}' is {dimension} and needs a unit" },
+  DSV3009: { severity: "error", template: "'{name}' lists '{value}' twice" },
+
+  // ── 4xxx: model and precision rules ─────────────────────────────────────────────────────────
+  DSV4001: { severity: "error", template: "layer {layer} is listed twice in the layer pattern" },
+  DSV4002: { severity: "error", template: "the layer pattern does not cover {missing}" },
+  DSV4003: { severity: "error", template: "layer {layer} does not exist: the model has {layers} layers (0..{last})" },
+  DSV4004: { severity: "error", template: "{count} layer(s) are {kind} but the model has no 'ffn {kind}' block" },
+  DSV4005: { severity: "error", template: "top_groups = {topGroups} exceeds groups = {groups}" },
+  DSV4006: { severity: "error", template: "routed_experts = {experts} is not divisible by groups = {groups}" },
+  DSV4007: { severity: "error", template: "experts_per_token = {k} exceeds the {available} experts that {reason}" },
+  DSV4008: { severity: "error", template: "group_score = top2_sum needs at least 2 experts per group; there are {perGroup}" },
+  DSV4009: { severity: "error", template: "heads = {heads} is not divisible by kv_heads = {kvHeads}" },
+  DSV4010: { severity: "error", template: "'mha' attention has kv_heads = heads; found kv_heads = {kvHeads}, heads = {heads}" },
+  DSV4011: { severity: "error", template: "'{name}' = {value} must be even (RoPE rotates pairs of dimensions)" },
+  DSV4012: { severity: "error", template: "activation tile {tile} and weight block {block} disagree along K ({tileK} vs {blockK})" },
+  DSV4013: { severity: "error", template: "promotion_interval = {interval} does not divide the scaling group of {groupK} elements along K" },
+  DSV4014: { severity: "warning", template: "'ffn {kind}' is given but no layer uses it" },
+  DSV4015: { severity: "error", template: "mtp depth {depth} needs a block kind for its layers: the model has no FFN block" },
+  DSV4016: { severity: "error", template: "yarn original_context = {original} must be below max_positions = {max}" },
+  DSV4017: { severity: "warning", template: "bias_balancing is meant for sigmoid gates; this gate scores with {scoring}" },
+  DSV4018: { severity: "error", template: "the weight-block shape {block} must be square for the transposed backward GEMM" },
+
+  // ── 5xxx: cluster and schedule rules ────────────────────────────────────────────────────────
+  DSV5001: { severity: "error", template: "schedule '{schedule}' needs {world} GPUs ({product}) but the cluster has {gpus}" },
+  DSV5002: { severity: "error", template: "attention heads = {heads} are not divisible by tp = {tp}" },
+  DSV5003: { severity: "error", template: "{slots} expert slots ({detail}) are not divisible by ep = {ep}" },
+  DSV5004: { severity: "error", template: "ep = {ep} does not divide the {ranks} ranks of one pipeline stage (tp·dp = {tp}·{dp})" },
+  DSV5005: { severity: "error", template: "{pipeline} needs an even number of pipeline stages; pp = {pp}" },
+  DSV5006: { severity: "error", template: "{pipeline} needs an even number of micro-batches, at least 2·pp = {min}; found {mb}" },
+  DSV5007: { severity: "error", template: "{layers} layers cannot fill {chunks} pipeline chunks ({detail})" },
+  DSV5008: { severity: "error", template: "node_limit = {limit} exceeds the {nodes} node(s) an EP group of {ep} GPUs spans" },
+  DSV5009: { severity: "error", template: "global_batch = {batch} sequences is not divisible by dp·microbatches = {dp}·{mb}" },
+  DSV5010: { severity: "error", template: "comm_sms = {sms} leaves no SMs for computation: the {gpu} has {total}" },
+  DSV5011: { severity: "error", template: "mtp_speculation = {spec} exceeds the model's mtp depth = {depth}" },
+  DSV5012: { severity: "error", template: "attention tp·dp = {tp}·{dp} = {product} does not match gpus = {gpus}" },
+  DSV5013: { severity: "error", template: "ep = {ep} does not divide gpus = {gpus}" },
+  DSV5014: { severity: "warning", template: "sp = true has no effect with tp = 1" },
+  DSV5015: { severity: "error", template: "seq_len = {seq} exceeds the model's max_positions = {max}" },
+  DSV5016: { severity: "error", template: "schedule '{schedule}' sets ep = {ep} but the model has no MoE layers" },
+  DSV5017: { severity: "error", template: "shared_as_routed needs shared experts; the model has none" },
+  DSV5018: { severity: "warning", template: "{mb} micro-batches for {pp} pipeline stages: the pipeline never reaches steady state" },
+  DSV5019: { severity: "error", template: "the cluster has {gpus} GPUs, fewer than one node of {perNode}" },
+  DSV5020: { severity: "error", template: "zero = {zero} needs data parallelism; dp = 1" },
+
+  // ── 9xxx: command line, files, bundles ──────────────────────────────────────────────────────
+  DSV9001: { severity: "error", template: "cannot read '{path}': {reason}" },
+  DSV9002: { severity: "error", template: "unknown schedule '{name}'; the spec has {available}" },
+  DSV9003: { severity: "error", template: "'{path}' exists and is not a dsv3 bundle; refusing to replace it" },
+  DSV9004: { severity: "error", template: "bundle file '{path}' is missing" },
+  DSV9005: { severity: "error", template: "bundle file '{path}' was modified: {detail}" },
+  DSV9006: { severity: "error", template: "bundle file '{path}' is not listed in the manifest" },
+  DSV9007: { severity: "error", template: "bundle manifest '{path}' is missing or invalid: {detail}" },
+  DSV9008: { severity: "error", template: "cannot write '{path}': {reason}" },
+  DSV9009: { severity: "error", template: "{message}" },
+  DSV9010: { severity: "error", template: "the spec declares no schedule; add a 'schedule NAME {{ … }}' block" },
+  DSV9011: { severity: "error", template: "'{path}' is not a spec this version reads (expected a .dsv3 file)" },
+} as const satisfies Record<string, CatalogEntry>;
+
+export type DiagnosticCode = keyof typeof CATALOG;
