@@ -43,7 +43,6 @@ export const CATALOG = {
   DSV2012: { severity: "error", template: "'{name}' takes {expected}, found {found}" },
   DSV2013: { severity: "error", template: "preset '{name}' spreads itself (cycle: {cycle})" },
   DSV2014: { severity: "error", template: "{where} is missing the required block '{name}'" },
-  DSV2015: { severity: "error", template: "'{name}' is given both as an attribute and as a block" },
 
   // ── 3xxx: types, units, ranges ──────────────────────────────────────────────────────────────
   DSV3001: { severity: "error", template: "'{name}' expects {expected}, found {found}" },
@@ -71,7 +70,6 @@ export const CATALOG = {
   DSV4012: { severity: "error", template: "activation tile {tile} and weight block {block} disagree along K ({tileK} vs {blockK})" },
   DSV4013: { severity: "error", template: "promotion_interval = {interval} does not divide the scaling group of {groupK} elements along K" },
   DSV4014: { severity: "warning", template: "'ffn {kind}' is given but no layer uses it" },
-  DSV4015: { severity: "error", template: "mtp depth {depth} needs a block kind for its layers: the model has no FFN block" },
   DSV4016: { severity: "error", template: "yarn original_context = {original} must be below max_positions = {max}" },
   DSV4017: { severity: "warning", template: "bias_balancing is meant for sigmoid gates; this gate scores with {scoring}" },
   DSV4018: { severity: "error", template: "the weight-block shape {block} must be square for the transposed backward GEMM" },
@@ -95,7 +93,6 @@ export const CATALOG = {
   DSV5016: { severity: "error", template: "schedule '{schedule}' sets ep = {ep} but the model has no MoE layers" },
   DSV5017: { severity: "error", template: "shared_as_routed needs shared experts; the model has none" },
   DSV5018: { severity: "warning", template: "{mb} micro-batches for {pp} pipeline stages: the pipeline never reaches steady state" },
-  DSV5019: { severity: "error", template: "the cluster has {gpus} GPUs, fewer than one node of {perNode}" },
   DSV5020: { severity: "error", template: "zero = {zero} needs data parallelism; dp = 1" },
 
   // ── 9xxx: command line, files, bundles ──────────────────────────────────────────────────────

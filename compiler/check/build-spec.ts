@@ -28,6 +28,11 @@ export class SpanIndex {
     this.spans.set(path, span);
   }
 
+  /** Whether `path` itself was recorded (an attribute written, or defaulted from the vocabulary). */
+  has(path: string): boolean {
+    return this.spans.has(path);
+  }
+
   /** The span of `path`, else of its nearest recorded parent. */
   at(path: string): Span {
     let p = path;

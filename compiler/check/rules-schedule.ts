@@ -45,7 +45,7 @@ const expertsDivideOverEp = ruleForEach((ctx, s, at) => {
   const epPath = s.kind === "training" ? `${at}.ep` : `${at}.moe.ep`;
   if (!known(ep)) return;
   if (!moe) {
-    const written = s.kind === "training" ? ep > 1 : ctx.spans.at(epPath) !== ctx.spans.at(at);
+    const written = s.kind === "training" ? ep > 1 : ctx.spans.has(epPath);
     if (written) ctx.report("DSV5016", epPath, { schedule: s.name, ep }, "remove ep, or add 'ffn moe' to the model");
     return;
   }
@@ -121,7 +121,7 @@ const servingShape = ruleForEach((ctx, s, at) => {
   if (s.kind === "training") return;
   const { tp, dp } = s.attention;
   if (known(tp, dp, s.gpus) && tp * dp !== s.gpus) {
-    const path = ctx.spans.at(`${at}.attention.dp`) !== ctx.spans.at(`${at}.attention`) ? `${at}.attention.dp` : `${at}.attention.tp`;
+    const path = ctx.spans.has(`${at}.attention.dp`) ? `${at}.attention.dp` : `${at}.attention.tp`;
     const fix = s.gpus % tp === 0 ? `use dp = ${s.gpus / tp}` : `use tp = ${orList(nearestDivisors(s.gpus, tp))}`;
     ctx.report("DSV5012", path, { tp, dp, product: tp * dp, gpus: s.gpus }, fix);
   }
