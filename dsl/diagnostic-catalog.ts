@@ -43,6 +43,7 @@ export const CATALOG = {
   DSV2012: { severity: "error", template: "'{name}' takes {expected}, found {found}" },
   DSV2013: { severity: "error", template: "preset '{name}' spreads itself (cycle: {cycle})" },
   DSV2014: { severity: "error", template: "{where} is missing the required block '{name}'" },
+  DSV2015: { severity: "error", template: "preset '{name}' cannot be spread: {reason}" },
 
   // ── 3xxx: types, units, ranges ──────────────────────────────────────────────────────────────
   DSV3001: { severity: "error", template: "'{name}' expects {expected}, found {found}" },

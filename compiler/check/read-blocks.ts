@@ -33,8 +33,17 @@ export interface ReadBlock {
 
 type Weighted = { entry: Entry; fromSpread: boolean };
 
+/**
+ * Limits on preset spreads, so a hostile spec can neither exhaust the stack (a chain of thousands of
+ * presets, each spreading the next) nor expand exponentially (each preset spreading the next twice).
+ */
+export const MAX_SPREAD_DEPTH = 64;
+export const MAX_SPREAD_ENTRIES = 65_536;
+
 export class BlockReader {
   private readonly presets = new Map<string, Preset>();
+  /** Entries spreads may still produce, over the whole read (see MAX_SPREAD_ENTRIES). */
+  private spreadBudget = MAX_SPREAD_ENTRIES;
 
   constructor(private readonly sink: DiagnosticSink, builtinPresets: readonly Preset[], documents: readonly Document[]) {
     for (const p of builtinPresets) this.presets.set(p.name, p);
@@ -197,6 +206,16 @@ export class BlockReader {
         this.sink.report("DSV2013", entry.nameSpan, { name: entry.name, cycle: [...stack, entry.name].join(" → ") });
         continue;
       }
+      if (stack.length >= MAX_SPREAD_DEPTH) {
+        this.sink.report("DSV2015", entry.nameSpan, { name: entry.name, reason: `spreads nest more than ${MAX_SPREAD_DEPTH} levels deep` });
+        continue;
+      }
+      if (this.spreadBudget < preset.body.length) {
+        if (this.spreadBudget >= 0) this.sink.report("DSV2015", entry.nameSpan, { name: entry.name, reason: `spreads would expand to more than ${MAX_SPREAD_ENTRIES} entries` });
+        this.spreadBudget = -1; // reported once; every later spread is skipped
+        continue;
+      }
+      this.spreadBudget -= preset.body.length;
       for (const w of this.expand(preset.body, [...stack, entry.name])) out.push({ entry: w.entry, fromSpread: true });
     }
     return out;
