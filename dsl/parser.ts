@@ -8,7 +8,7 @@ import type { Attribute, Block, Comment, Document, Entry, Label, ListValue, Numb
 import { DiagnosticSink } from "./diagnostic.js";
 import {
   ALL_TOKENS, Comma, DotDot, dsv3Lexer, Ellipsis, Equals, Ident, Import, LBracket, LCurly, NumberLit, Preset as PresetTok,
-  RBracket, RCurly, Shape, StringLit, Unit,
+  RBracket, RCurly, Shape, StringLit, Unit, UnterminatedString,
 } from "./lexer.js";
 import { joinSpans, type Span } from "./span.js";
 
@@ -224,9 +224,9 @@ export function parseDocument(text: string, file: string): ParseResult {
     const shown = ch.length === 1 && ch.charCodeAt(0) < 32 ? `U+${ch.charCodeAt(0).toString(16).padStart(4, "0").toUpperCase()}` : `'${ch}'`;
     sink.report("DSV1001", { file, line: e.line ?? 1, col: e.column ?? 1, offset: e.offset, length: e.length }, { char: shown });
   }
-  for (const t of lexed.groups["errors"] ?? []) {
-    if (t.image.startsWith("/*")) sink.report("DSV1003", spanOfToken(file, t), {}, "close it with '*/'");
-    else sink.report("DSV1002", { ...spanOfToken(file, t), length: 1 }, {}, "close it with '\"' on the same line");
+  for (const t of lexed.groups["errors"] ?? []) sink.report("DSV1003", spanOfToken(file, t), {}, "close it with '*/'");
+  for (const t of lexed.tokens) {
+    if (t.tokenType === UnterminatedString) sink.report("DSV1002", { ...spanOfToken(file, t), length: 1 }, {}, "close it with '\"' on the same line");
   }
   const comments: Comment[] = (lexed.groups["comments"] ?? []).map((t) => ({ text: t.image, span: spanOfToken(file, t) }));
   const nesting = checkNesting(file, lexed.tokens, sink);
@@ -296,7 +296,7 @@ class AstBuilder {
     const path = tokens(n.children, "StringLit")[0];
     if (!kw || !path) return null;
     const pathSpan = this.span(path);
-    return { kind: "import", path: unquote(path.image), pathSpan, span: joinSpans(this.span(kw), pathSpan) };
+    return { kind: "import", path: unquote(path), pathSpan, span: joinSpans(this.span(kw), pathSpan) };
   }
 
   private presetDecl(n: CstNode): Preset | null {
@@ -318,7 +318,7 @@ class AstBuilder {
       const id = tokens(l.children, "Ident")[0];
       const str = tokens(l.children, "StringLit")[0];
       if (id) labels.push({ kind: "ident", value: id.image, span: this.span(id) });
-      else if (str) labels.push({ kind: "string", value: unquote(str.image), span: this.span(str) });
+      else if (str) labels.push({ kind: "string", value: unquote(str), span: this.span(str) });
     }
     const { entries, close } = this.body(bodyNode);
     const typeSpan = this.span(type);
@@ -386,7 +386,7 @@ class AstBuilder {
       return first;
     }
     const str = tokens(c, "StringLit")[0];
-    if (str) return { kind: "string", value: unquote(str.image), span: this.span(str) };
+    if (str) return { kind: "string", value: unquote(str), span: this.span(str) };
     const shape = tokens(c, "Shape")[0];
     if (shape) {
       const [rows, cols] = shape.image.split("x").map(Number) as [number, number];
@@ -413,7 +413,11 @@ class AstBuilder {
   }
 }
 
-/** The string a quoted literal denotes: `\"`, `\\`, `\n`, `\t` are escapes; any other `\x` is `x`. */
-function unquote(image: string): string {
-  return image.slice(1, -1).replace(/\\(.)/g, (_, ch: string) => (ch === "n" ? "\n" : ch === "t" ? "\t" : ch));
+/**
+ * The string a quoted literal denotes: `\n`, `\r`, `\t` are escapes; any other `\x` is `x`. An
+ * unterminated string (reported as DSV1002) runs to the end of its line.
+ */
+function unquote(t: IToken): string {
+  const body = t.tokenType === UnterminatedString ? t.image.slice(1) : t.image.slice(1, -1);
+  return body.replace(/\\(.)/g, (_, ch: string) => (ch === "n" ? "\n" : ch === "r" ? "\r" : ch === "t" ? "\t" : ch));
 }

@@ -16,10 +16,12 @@ export interface PrintOptions {
   source?: string;
 }
 
-/** Quote a string literal; `\` and `"` are escaped, as are newlines and tabs. */
+/** Quote a string literal; `\` and `"` are escaped, as are line breaks and tabs. */
 export function quote(s: string): string {
-  return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n").replace(/\t/g, "\\t")}"`;
+  return `"${s.replace(/[\\"\n\r\t]/g, (c) => STRING_ESCAPES[c]!)}"`;
 }
+
+const STRING_ESCAPES: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 const BARE_WORD = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
