@@ -3,7 +3,7 @@
  * and formatter can put them back. A unit is only a unit right after a number on the same line
  * (`80 GB`, `160 GB/s`), so words like `s` stay free as names elsewhere.
  */
-import { createToken, Lexer, type IToken, type CustomPatternMatcherReturn } from "chevrotain";
+import { createToken, Lexer, type IToken, type CustomPatternMatcherReturn } from "./chevrotain.js";
 import { UNIT_WORD } from "./units.js";
 
 export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n\f\v\u00a0\ufeff]+/, group: Lexer.SKIPPED, line_breaks: true });
@@ -12,8 +12,11 @@ export const BlockComment = createToken({ name: "BlockComment", pattern: /\/\*(?
 /** Matched only when a block comment runs to the end of the file; reported as DSV1003. */
 export const UnterminatedBlockComment = createToken({ name: "UnterminatedBlockComment", pattern: /\/\*[\s\S]*/, group: "errors", line_breaks: true });
 export const StringLit = createToken({ name: "StringLit", pattern: /"(?:[^"\\\n\r]|\\[^\n\r])*"/ });
-/** A string that reaches the end of its line; reported as DSV1002. */
-export const UnterminatedString = createToken({ name: "UnterminatedString", pattern: /"(?:[^"\\\n\r]|\\[^\n\r])*\\?/, group: "errors" });
+/**
+ * A string that reaches the end of its line; reported as DSV1002. It still parses as a string (its
+ * category is StringLit), so `name = "H800` or `model "tiny {` do not derail the rest of the file.
+ */
+export const UnterminatedString = createToken({ name: "UnterminatedString", pattern: /"(?:[^"\\\n\r]|\\[^\n\r])*\\?/, categories: [StringLit] });
 
 export const Ident = createToken({ name: "Ident", pattern: /[A-Za-z_][A-Za-z0-9_]*|[0-9]+[a-z_][A-Za-z0-9_]*/ });
 export const Import = createToken({ name: "Import", pattern: /import/, longer_alt: Ident });

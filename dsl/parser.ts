@@ -3,7 +3,7 @@
  * span on every node. Parsing never throws on user input: every problem becomes a DSV1xxx diagnostic
  * and the AST holds whatever could be recovered, so the checker can still report what it sees.
  */
-import { CstParser, EOF, type CstNode, type IToken, type IRecognitionException, type TokenType } from "chevrotain";
+import { CstParser, EOF, type CstNode, type IToken, type IRecognitionException, type TokenType } from "./chevrotain.js";
 import type { Attribute, Block, Comment, Document, Entry, Label, ListValue, NumberValue, Preset, Spread, TopItem, Value } from "./ast.js";
 import { DiagnosticSink } from "./diagnostic.js";
 import {
@@ -145,13 +145,18 @@ const TOKEN_WORDS = new Map<TokenType, string>([
   [DotDot, "'..'"], [Unit, "a unit"], [Import, "'import'"], [PresetTok, "'preset'"],
 ]);
 
+/** The token a MismatchedTokenException wanted. */
+function expectedToken(e: IRecognitionException): TokenType | undefined {
+  const m = /Expecting token of type --> (\w+) <--/.exec(e.message);
+  return ALL_TOKENS.find((t) => t.name === m?.[1]);
+}
+
 /** What a rule would have accepted at the point of failure, in words. */
 function expectedFor(e: IRecognitionException): string {
   const rule = e.context.ruleStack[e.context.ruleStack.length - 1];
   switch (e.name) {
     case "MismatchedTokenException": {
-      const m = /Expecting token of type --> (\w+) <--/.exec(e.message);
-      const type = ALL_TOKENS.find((t) => t.name === m?.[1]);
+      const type = expectedToken(e);
       return (type && TOKEN_WORDS.get(type)) ?? "something else";
     }
     default:
@@ -244,7 +249,10 @@ export function parseDocument(text: string, file: string): ParseResult {
     if (seen.has(span.offset)) continue;
     seen.add(span.offset);
     const rule = e.context.ruleStack[e.context.ruleStack.length - 1];
-    if (e.name === "NoViableAltException" && (rule === "entry" || rule === "document") && !atEnd) {
+    // In a body, anything that is neither an entry nor its closing '}' fails as "expected '}'".
+    const notAnEntry = (e.name === "NoViableAltException" && (rule === "entry" || rule === "document"))
+      || (e.name === "MismatchedTokenException" && rule === "body" && expectedToken(e) === RCurly);
+    if (notAnEntry && !atEnd) {
       sink.report("DSV1009", span, { found: t.image.length > 24 ? `${t.image.slice(0, 21)}...` : t.image });
     } else {
       sink.report("DSV1004", span, { expected: expectedFor(e), found: describeToken(atEnd ? undefined : t) });
@@ -359,8 +367,8 @@ class AstBuilder {
     const raw = t.image;
     const span = this.span(t);
     if (/__|_\.|\._|_$|_e|_E/.test(raw)) {
+      // Reported, then read without the underscores, so the attribute is not also reported missing.
       this.sink.report("DSV1006", span, { raw, reason: "underscores go only between digits" }, `write ${raw.replace(/_/g, "")}`);
-      return null;
     }
     const value = Number(raw.replace(/_/g, ""));
     if (!Number.isFinite(value)) {
