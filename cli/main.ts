@@ -165,7 +165,7 @@ export function runCli(argv: readonly string[], io: CliIo): number {
     if (e instanceof BundleError) {
       const d = e.code === "not-a-bundle"
         ? makeDiagnostic("DSV9003", null, { path: out }, "choose another -o directory, or remove it first")
-        : makeDiagnostic("DSV9008", null, { path: e.path || out, reason: e.message });
+        : makeDiagnostic("DSV9008", null, { path: e.path || out, reason: ioReason(e) });
       printDiagnostics(io, [d], new Map());
       return EXIT_ERRORS;
     }
@@ -173,6 +173,19 @@ export function runCli(argv: readonly string[], io: CliIo): number {
   }
   io.stdout(`wrote ${out} (schedule '${schedule}', ${files.size + 1} files)\n`);
   return EXIT_OK;
+}
+
+/** Why a write failed, in words: the system error's meaning when there is one (its text repeats the path). */
+function ioReason(e: BundleError): string {
+  const code = (e.cause as { code?: unknown } | undefined)?.code;
+  switch (code) {
+    case "ENOTDIR": return "part of the path is a file, not a directory";
+    case "EACCES":
+    case "EPERM": return "permission denied";
+    case "ENOSPC": return "no space left on the device";
+    case "EROFS": return "the file system is read-only";
+    default: return e.message;
+  }
 }
 
 function runVerify(dir: string, json: boolean, io: CliIo): number {

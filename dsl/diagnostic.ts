@@ -20,8 +20,8 @@ export type MessageArgs = Readonly<Record<string, string | number>>;
 /** Fill the catalog template of `code` with `args`. A missing argument is a programming error. */
 export function formatMessage(code: DiagnosticCode, args: MessageArgs): string {
   const template: string = CATALOG[code].template;
-  return template.replace(/\{\{|\{(\w+)\}/g, (whole: string, name: string | undefined) => {
-    if (name === undefined) return "{";
+  return template.replace(/\{\{|\}\}|\{(\w+)\}/g, (whole: string, name: string | undefined) => {
+    if (name === undefined) return whole[0]!; // `{{` and `}}` stand for one brace
     const value = args[name];
     if (value === undefined) throw new Error(`diagnostic ${code}: missing argument '${name}'`);
     return String(value);

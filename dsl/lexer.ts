@@ -14,9 +14,34 @@ export const UnterminatedBlockComment = createToken({ name: "UnterminatedBlockCo
 export const StringLit = createToken({ name: "StringLit", pattern: /"(?:[^"\\\n\r]|\\[^\n\r])*"/ });
 /**
  * A string that reaches the end of its line; reported as DSV1002. It still parses as a string (its
- * category is StringLit), so `name = "H800` or `model "tiny {` do not derail the rest of the file.
+ * category is StringLit), so `name = "H800` does not derail the rest of the file; a `{` that ends the
+ * line is left out of it, so `model "tiny {` still opens its block.
  */
-export const UnterminatedString = createToken({ name: "UnterminatedString", pattern: /"(?:[^"\\\n\r]|\\[^\n\r])*\\?/, categories: [StringLit] });
+export const UnterminatedString = createToken({
+  name: "UnterminatedString",
+  pattern: { exec: matchUnterminatedString },
+  line_breaks: false,
+  start_chars_hint: ['"'],
+  categories: [StringLit],
+});
+
+/** Tried after StringLit: a `"` whose string the line ends first. One pass, so no input makes it slow. */
+function matchUnterminatedString(text: string, offset: number): CustomPatternMatcherReturn | null {
+  if (text.charCodeAt(offset) !== 34) return null; // '"'
+  let end = offset + 1;
+  while (end < text.length) {
+    const c = text[end];
+    if (c === "\n" || c === "\r") break;
+    end += c === "\\" && end + 1 < text.length && text[end + 1] !== "\n" && text[end + 1] !== "\r" ? 2 : 1;
+  }
+  const blank = (i: number): boolean => text[i] === " " || text[i] === "\t";
+  while (end > offset + 1 && blank(end - 1)) end--;
+  if (end > offset + 1 && text[end - 1] === "{") {
+    end--;
+    while (end > offset + 1 && blank(end - 1)) end--;
+  }
+  return [text.slice(offset, end)] as unknown as CustomPatternMatcherReturn;
+}
 
 export const Ident = createToken({ name: "Ident", pattern: /[A-Za-z_][A-Za-z0-9_]*|[0-9]+[a-z_][A-Za-z0-9_]*/ });
 export const Import = createToken({ name: "Import", pattern: /import/, longer_alt: Ident });
@@ -47,13 +72,15 @@ function matchUnit(text: string, offset: number, matched: IToken[]): CustomPatte
   return [m[0]] as unknown as CustomPatternMatcherReturn;
 }
 
-export const Unit = createToken({ name: "Unit", pattern: { exec: matchUnit }, line_breaks: false, start_chars_hint: ["s", "m", "u", "n", ..."ABCDEFGHIJKLMNOPQRSTUVWXYZ"] });
+export const Unit = createToken({ name: "Unit", pattern: { exec: matchUnit }, line_breaks: false, start_chars_hint: [..."abcdefghijklmnopqrstuvwxyz", ..."ABCDEFGHIJKLMNOPQRSTUVWXYZ"] });
 
 export const LCurly = createToken({ name: "LCurly", pattern: /\{/ });
 export const RCurly = createToken({ name: "RCurly", pattern: /\}/ });
 export const LBracket = createToken({ name: "LBracket", pattern: /\[/ });
 export const RBracket = createToken({ name: "RBracket", pattern: /\]/ });
 export const Equals = createToken({ name: "Equals", pattern: /=/ });
+/** `key: value` (a YAML habit): reported as DSV1001, then parsed as `=` so the rest of the file still reads. */
+export const Colon = createToken({ name: "Colon", pattern: /:/, categories: [Equals] });
 export const Comma = createToken({ name: "Comma", pattern: /,/ });
 export const Ellipsis = createToken({ name: "Ellipsis", pattern: /\.\.\./ });
 export const DotDot = createToken({ name: "DotDot", pattern: /\.\./ });
@@ -76,6 +103,7 @@ export const ALL_TOKENS = [
   LBracket,
   RBracket,
   Equals,
+  Colon,
   Comma,
   Ellipsis,
   DotDot,

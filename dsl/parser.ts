@@ -7,13 +7,15 @@ import { CstParser, EOF, type CstNode, type IToken, type IRecognitionException, 
 import type { Attribute, Block, Comment, Document, Entry, Label, ListValue, NumberValue, Preset, Spread, TopItem, Value } from "./ast.js";
 import { DiagnosticSink } from "./diagnostic.js";
 import {
-  ALL_TOKENS, Comma, DotDot, dsv3Lexer, Ellipsis, Equals, Ident, Import, LBracket, LCurly, NumberLit, Preset as PresetTok,
+  ALL_TOKENS, Colon, Comma, DotDot, dsv3Lexer, Ellipsis, Equals, Ident, Import, LBracket, LCurly, NumberLit, Preset as PresetTok,
   RBracket, RCurly, Shape, StringLit, Unit, UnterminatedString,
 } from "./lexer.js";
 import { joinSpans, type Span } from "./span.js";
 
 /** Deepest `{`/`[` nesting a document may have; deeper input is refused before parsing (no stack risk). */
 export const MAX_NESTING = 64;
+/** Most unclosed brackets put back by indentation (each costs a pass over the tokens); the rest are only reported. */
+const MAX_REPAIRS = 8;
 /** Largest source file read, in bytes. */
 export const MAX_SOURCE_BYTES = 4 * 1024 * 1024;
 
@@ -63,7 +65,7 @@ class Dsv3CstParser extends CstParser {
   entry = this.RULE("entry", () => {
     this.OR([
       { ALT: () => this.SUBRULE(this.spread) },
-      { GATE: () => this.LA(2).tokenType === Equals, ALT: () => this.SUBRULE(this.attribute) },
+      { GATE: () => this.LA(2).tokenType === Equals || this.LA(2).tokenType === Colon, ALT: () => this.SUBRULE(this.attribute) },
       { ALT: () => this.SUBRULE(this.block) },
     ]);
   });
@@ -104,18 +106,12 @@ class Dsv3CstParser extends CstParser {
     ]);
   });
 
+  /** `[a, b, c]`, a trailing comma allowed. A missing comma parses, and is reported by the AST builder. */
   list = this.RULE("list", () => {
     this.CONSUME(LBracket);
-    this.OPTION(() => {
+    this.MANY(() => {
       this.SUBRULE(this.value);
-      this.MANY({
-        GATE: () => this.LA(2).tokenType !== RBracket,
-        DEF: () => {
-          this.CONSUME(Comma);
-          this.SUBRULE2(this.value);
-        },
-      });
-      this.OPTION2(() => this.CONSUME2(Comma));
+      this.OPTION(() => this.CONSUME(Comma));
     });
     this.CONSUME(RBracket);
   });
@@ -157,8 +153,12 @@ function expectedFor(e: IRecognitionException): string {
   switch (e.name) {
     case "MismatchedTokenException": {
       const type = expectedToken(e);
+      if (type === undefined && /--> EOF <--/.test(e.message)) return "'import', 'preset' or a block";
+      if (type === RBracket && rule === "list") return "a value or ']'";
       return (type && TOKEN_WORDS.get(type)) ?? "something else";
     }
+    case "NotAllInputParsedException": // left over at the top level, such as a stray '}'
+      return "'import', 'preset' or a block";
     default:
       switch (rule) {
         case "value": return "a value (number, string, name, shape, range or list)";
@@ -193,27 +193,112 @@ function endSpan(file: string, text: string): Span {
  * Balance check before parsing: unclosed `{`/`[` are reported where they open (better than "found
  * the end of the file"), and nesting beyond MAX_NESTING is refused so the recursive parser can never
  * exhaust the stack.
+ *
+ * When brackets do not balance, indentation says which one was left open: a `}` that stands first on
+ * its line, left of the line that opened the `{` it closes, belongs to an outer block. The opener it
+ * would have closed is reported, and a closer (marked as inserted in recovery) is put back before the
+ * first later line indented no deeper than the opener's, so the rest of the file parses as written.
  */
-function checkNesting(file: string, tokens: IToken[], sink: DiagnosticSink): { tooDeep: boolean; unclosed: boolean } {
+function checkNesting(file: string, tokens: IToken[], sink: DiagnosticSink): { tokens: IToken[]; tooDeep: boolean; unclosed: boolean } {
   const open: IToken[] = [];
+  let crossed = false;
   for (const t of tokens) {
     if (t.tokenType === LCurly || t.tokenType === LBracket) {
       open.push(t);
       if (open.length > MAX_NESTING) {
         sink.report("DSV1007", spanOfToken(file, t), { max: MAX_NESTING });
-        return { tooDeep: true, unclosed: false };
+        return { tokens, tooDeep: true, unclosed: false };
       }
     } else if (t.tokenType === RCurly || t.tokenType === RBracket) {
       const want = t.tokenType === RCurly ? LCurly : LBracket;
       const at = open.findLastIndex((o) => o.tokenType === want);
-      if (at < 0) continue; // a stray closer: the parser reports it
-      for (const o of open.splice(at)) {
-        if (o.tokenType !== want) sink.report("DSV1005", spanOfToken(file, o), { open: o.image }, `add a matching '${o.tokenType === LCurly ? "}" : "]"}'`);
-      }
+      if (at >= 0 && at < open.length - 1) crossed = true;
+      if (at >= 0) open.splice(at);
     }
   }
-  for (const t of open) sink.report("DSV1005", spanOfToken(file, t), { open: t.image }, `add a matching '${t.tokenType === LCurly ? "}" : "]"}'`);
-  return { tooDeep: false, unclosed: open.length > 0 };
+  if (open.length === 0 && !crossed) return { tokens, tooDeep: false, unclosed: false }; // balanced
+
+  const indent = new Map<number, number>(); // line → column of its first token
+  for (const t of tokens) if (!indent.has(t.startLine ?? 1)) indent.set(t.startLine ?? 1, t.startColumn ?? 1);
+  const indentOf = (t: IToken): number => indent.get(t.startLine ?? 1) ?? 1;
+  const firstOnLine = (t: IToken): boolean => !t.isInsertedInRecovery && indentOf(t) === t.startColumn;
+
+  const reported = new Set<number>();
+  const report = (o: IToken): void => {
+    if (reported.has(o.startOffset)) return;
+    reported.add(o.startOffset);
+    sink.report("DSV1005", spanOfToken(file, o), { open: o.image }, `add a matching '${o.tokenType === LCurly ? "}" : "]"}'`);
+  };
+  // A closer first on its line, left of the line that opened what it closes.
+  const isOutdented = (o: IToken, c: IToken): boolean => firstOnLine(c) && (c.startColumn ?? 1) < indentOf(o);
+  const list = [...tokens];
+  for (let round = 0; ; round++) {
+    const { outdented: pairs, unclosed } = matchBrackets(list, isOutdented);
+    const last = unclosed[unclosed.length - 1];
+    if (last === undefined) break;
+    if (round === MAX_REPAIRS) { // enough repairs: report the rest where they open
+      for (const o of unclosed) report(o);
+      break;
+    }
+    const outdented = pairs.find(([o]) => o.tokenType === last.tokenType && o.startOffset > last.startOffset);
+    const blamed = outdented?.[0] ?? last;
+    report(blamed);
+    // Where its closer belongs: before the first later line indented no deeper than the opener's line.
+    // An unindented body gives no evidence: only then is a '{' left to the parser to close at the end.
+    const from = list.indexOf(blamed);
+    const depth = indentOf(blamed);
+    let at = list.length;
+    let indented = false;
+    for (let i = from + 1; i < list.length; i++) {
+      const t = list[i]!;
+      if (t.startLine === blamed.startLine || !firstOnLine(t)) continue;
+      if ((t.startColumn ?? 1) > depth) indented = true;
+      else { at = i; break; }
+    }
+    if (outdented === undefined && blamed.tokenType === LCurly && !indented && at < list.length) {
+      for (const o of unclosed) report(o);
+      break;
+    }
+    const next = list[at];
+    const closer = blamed.tokenType === LCurly ? RCurly : RBracket;
+    const offset = next?.startOffset ?? (list[list.length - 1]!.endOffset ?? 0) + 1;
+    const inserted: IToken = {
+      image: closer === RCurly ? "}" : "]",
+      tokenType: closer,
+      tokenTypeIdx: closer.tokenTypeIdx!,
+      startOffset: offset,
+      endOffset: offset,
+      startLine: next?.startLine ?? list[list.length - 1]!.endLine ?? 1,
+      startColumn: next?.startColumn ?? 1,
+      isInsertedInRecovery: true,
+    };
+    list.splice(at, 0, inserted);
+  }
+  return { tokens: list, tooDeep: false, unclosed: reported.size > 0 };
+}
+
+/**
+ * Pair each closer with the nearest opener of its kind; return the pairs `suspect` picks, in the
+ * order of their closers. Unclosed: openers of the other kind in between (`[` in `{ [ }`) and openers
+ * left at the end, in source order.
+ */
+function matchBrackets(tokens: readonly IToken[], suspect: (opener: IToken, closer: IToken) => boolean): { outdented: [IToken, IToken][]; unclosed: IToken[] } {
+  const open: IToken[] = [];
+  const pairs: [IToken, IToken][] = [];
+  const crossed: IToken[] = [];
+  for (const t of tokens) {
+    if (t.tokenType === LCurly || t.tokenType === LBracket) {
+      open.push(t);
+    } else if (t.tokenType === RCurly || t.tokenType === RBracket) {
+      const want = t.tokenType === RCurly ? LCurly : LBracket;
+      const at = open.findLastIndex((o) => o.tokenType === want);
+      if (at < 0) continue; // a stray closer: the parser reports it
+      const [opener, ...inner] = open.splice(at);
+      if (suspect(opener!, t)) pairs.push([opener!, t]);
+      crossed.push(...inner);
+    }
+  }
+  return { outdented: pairs, unclosed: [...crossed, ...open].sort((a, b) => a.startOffset - b.startOffset) };
 }
 
 export function parseDocument(text: string, file: string): ParseResult {
@@ -230,17 +315,21 @@ export function parseDocument(text: string, file: string): ParseResult {
     sink.report("DSV1001", { file, line: e.line ?? 1, col: e.column ?? 1, offset: e.offset, length: e.length }, { char: shown });
   }
   for (const t of lexed.groups["errors"] ?? []) sink.report("DSV1003", spanOfToken(file, t), {}, "close it with '*/'");
+  const seen = new Set<number>(); // offsets already reported; the parser adds nothing there
   for (const t of lexed.tokens) {
     if (t.tokenType === UnterminatedString) sink.report("DSV1002", { ...spanOfToken(file, t), length: 1 }, {}, "close it with '\"' on the same line");
+    if (t.tokenType === Colon) {
+      sink.report("DSV1001", spanOfToken(file, t), { char: "':'" }, "write '=' between a key and its value");
+      seen.add(t.startOffset);
+    }
   }
   const comments: Comment[] = (lexed.groups["comments"] ?? []).map((t) => ({ text: t.image, span: spanOfToken(file, t) }));
   const nesting = checkNesting(file, lexed.tokens, sink);
   if (nesting.tooDeep) return { document: { ...empty, comments }, diagnostics: sink };
 
   const parser = parserSingleton();
-  parser.input = lexed.tokens;
+  parser.input = nesting.tokens;
   const cst = parser.document();
-  const seen = new Set<number>();
   for (const e of parser.errors) {
     const t = e.token;
     const atEnd = t.tokenType === EOF || Number.isNaN(t.startOffset);
@@ -253,7 +342,7 @@ export function parseDocument(text: string, file: string): ParseResult {
     const notAnEntry = (e.name === "NoViableAltException" && (rule === "entry" || rule === "document"))
       || (e.name === "MismatchedTokenException" && rule === "body" && expectedToken(e) === RCurly);
     if (notAnEntry && !atEnd) {
-      sink.report("DSV1009", span, { found: t.image.length > 24 ? `${t.image.slice(0, 21)}...` : t.image });
+      sink.report("DSV1009", span, { found: t.image.length > 24 ? `${t.image.slice(0, 21)}...` : t.image }, t.tokenType === Comma ? "remove it: entries need no separator" : undefined);
     } else {
       sink.report("DSV1004", span, { expected: expectedFor(e), found: describeToken(atEnd ? undefined : t) });
     }
@@ -272,6 +361,14 @@ function tokens(c: Children, name: string): IToken[] {
 }
 function nodes(c: Children, name: string): CstNode[] {
   return (c[name] ?? []).filter((x): x is CstNode => "children" in x);
+}
+function firstToken(n: CstNode): IToken | undefined {
+  let first: IToken | undefined;
+  for (const x of Object.values(n.children as Children).flat()) {
+    const t = x === undefined ? undefined : "image" in x ? x : firstToken(x);
+    if (t && !t.isInsertedInRecovery && (first === undefined || t.startOffset < first.startOffset)) first = t;
+  }
+  return first;
 }
 
 class AstBuilder {
@@ -412,9 +509,17 @@ class AstBuilder {
     const close = tokens(n.children, "RBracket")[0];
     if (!open) return null;
     const items: Value[] = [];
+    const commas = tokens(n.children, "Comma").map((t) => t.startOffset);
+    let comma = 0; // commas and items are both in source order: one pass, not one scan per item
     for (const v of nodes(n.children, "value")) {
       const item = this.value(v);
-      if (item) items.push(item);
+      if (!item) continue;
+      const prev = items[items.length - 1];
+      if (prev) while (comma < commas.length && commas[comma]! < prev.span.offset + prev.span.length) comma++;
+      if (prev && !(comma < commas.length && commas[comma]! < item.span.offset)) {
+        this.sink.report("DSV1004", item.span, { expected: "',' or ']'", found: describeToken(firstToken(v)) }, "separate list items with ','");
+      }
+      items.push(item);
     }
     const start = this.span(open);
     return { kind: "list", items, span: close ? joinSpans(start, this.span(close)) : start };

@@ -34,8 +34,11 @@ function buildUnits(): Map<string, UnitInfo> {
 
 export const UNITS: ReadonlyMap<string, UnitInfo> = buildUnits();
 
-/** Words the lexer reads as a unit when they follow a number on the same line. */
-export const UNIT_WORD = /[A-Z][A-Za-z]*(?:\/s)?|(?:ms|us|ns|s)(?![A-Za-z0-9_])/y;
+/**
+ * Words the lexer reads as a unit when they follow a number on the same line. Lower-case rates and
+ * sizes (`gb/s`, `80 gb`) are read too, so the checker can say "unknown unit, did you mean 'GB/s'?".
+ */
+export const UNIT_WORD = /[A-Z][A-Za-z]*(?:\/s)?|[a-z][A-Za-z]*\/s|(?:ms|us|ns|s|[kmgtp]i?b)(?![A-Za-z0-9_])/y;
 
 /** A unit for `dimension` that suggests itself in fixes. */
 export function exampleUnit(dimension: Dimension): string {

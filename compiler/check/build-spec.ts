@@ -23,6 +23,8 @@ export class SpanIndex {
   readonly layerRuns: { kind: "dense" | "moe"; first: number; last: number; span: Span }[] = [];
   /** Where "the pattern does not cover …" is reported. */
   layerPatternSpan: Span | null = null;
+  /** An 'ffn' block was written but did not read (a wrong kind, a misspelt type): none is reported missing. */
+  ffnUnread = false;
 
   set(path: string, span: Span): void {
     this.spans.set(path, span);
@@ -196,6 +198,8 @@ function buildMoe(rb: ReadBlock, index: SpanIndex): MoeSpec {
 function buildLayerPattern(f: Fields, layers: number, hasMoe: boolean, index: SpanIndex): LayerRun[] {
   const pattern = f.block("layer_pattern");
   if (pattern) {
+    // A list that did not read (already reported) would only show up again as a gap.
+    if (pattern.bad.size > 0) return [];
     index.layerPatternSpan = pattern.typeSpan;
     const p = new Fields(pattern, "model.layerPattern", index);
     for (const kind of ["dense", "moe"] as const) {
@@ -226,6 +230,7 @@ function mergeRuns(runs: LayerRun[]): LayerRun[] {
 function buildModel(rb: ReadBlock | undefined, index: SpanIndex): ModelSpec {
   const f = new Fields(rb, "model", index);
   const ffns = f.blocks("ffn");
+  index.ffnUnread = rb?.bad.has("ffn") ?? false;
   const denseRb = ffns.find((b) => b.labels[0]?.value === "dense");
   const moeRb = ffns.find((b) => b.labels[0]?.value === "moe");
   if (denseRb) index.set("model.denseFfn", denseRb.typeSpan);

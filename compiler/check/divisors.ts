@@ -28,3 +28,9 @@ export function nearestDivisors(n: number, x: number): number[] {
 export function orList(xs: readonly number[]): string {
   return xs.join(" or ");
 }
+
+/** The greatest common divisor of two positive whole numbers. */
+export function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}

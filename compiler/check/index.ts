@@ -33,16 +33,18 @@ export function checkDocuments(documents: readonly Document[], earlier: readonly
   for (const d of earlier) sink.add(d);
   const reader = new BlockReader(sink, preludePresets(), documents);
   const top = reader.readTop(TOP, documents);
+  // An import that could not be read (already reported) may hold any block: none is reported missing.
+  const importFailed = earlier.some((d) => d.code === "DSV2009");
   for (const name of REQUIRED_TOP_BLOCKS) {
-    if (!top.blocks.has(name) && documents.length > 0) {
+    if (!top.blocks.has(name) && !top.bad.has(name) && !importFailed && documents.length > 0) {
       const entry = documents[documents.length - 1]!;
       sink.report("DSV2006", { file: entry.file, line: 1, col: 1, offset: 0, length: 0 }, { name }, `add '${name} { … }'`);
     }
   }
   const model = top.blocks.get("model")?.[0];
-  if (model && !model.blocks.has("attention")) sink.report("DSV2014", model.typeSpan, { where: "model", name: "attention" }, "add 'attention mla { … }'");
+  if (model && !model.blocks.has("attention") && !model.bad.has("attention")) sink.report("DSV2014", model.typeSpan, { where: "model", name: "attention" }, "add 'attention mla { … }'");
   const cluster = top.blocks.get("cluster")?.[0];
-  if (cluster && !cluster.blocks.has("gpu")) sink.report("DSV2014", cluster.typeSpan, { where: "cluster", name: "gpu" }, "add 'gpu = H800' (or H100, H200)");
+  if (cluster && !cluster.blocks.has("gpu") && !cluster.bad.has("gpu")) sink.report("DSV2014", cluster.typeSpan, { where: "cluster", name: "gpu" }, "add 'gpu = H800' (or H100, H200)");
 
   const spans = new SpanIndex();
   const spec = buildSpec(top, spans, documents.map((d) => d.file));
@@ -67,6 +69,9 @@ export interface CheckFileResult extends CheckResult {
 /** Load `entry` with its imports and check it. Never throws on user input. */
 export function checkSpecFile(entry: string, read?: SourceReader, entryText?: string): CheckFileResult {
   const loaded = loadSpec(entry, read, entryText);
-  if (loaded.documents.length === 0) return { spec: null, diagnostics: sortDiagnostics(loaded.diagnostics.all), sources: loaded.sources };
+  // A file refused unparsed (too large, nested too deep) hides what it declares: checking the rest
+  // would only add "missing" errors for what may well be in it.
+  const refused = loaded.diagnostics.all.some((d) => d.code === "DSV1007" || d.code === "DSV1008");
+  if (loaded.documents.length === 0 || refused) return { spec: null, diagnostics: sortDiagnostics(loaded.diagnostics.all), sources: loaded.sources };
   return { ...checkDocuments(loaded.documents, loaded.diagnostics.all), sources: loaded.sources };
 }

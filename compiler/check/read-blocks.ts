@@ -8,7 +8,7 @@
 import type { Attribute, Block, Document, Entry, Label, Preset, Value } from "../../dsl/ast.js";
 import type { DiagnosticSink } from "../../dsl/diagnostic.js";
 import type { Span } from "../../dsl/span.js";
-import { suggestionFix } from "../../dsl/suggest.js";
+import { closestName, suggestionFix } from "../../dsl/suggest.js";
 import { exampleUnit, UNITS } from "../../dsl/units.js";
 import type { AttrDef, AttrType, AttrValue, BlockDef, LayerSet } from "./vocabulary.js";
 
@@ -38,12 +38,17 @@ type Weighted = { entry: Entry; fromSpread: boolean };
  * presets, each spreading the next) nor expand exponentially (each preset spreading the next twice).
  */
 export const MAX_SPREAD_DEPTH = 64;
-export const MAX_SPREAD_ENTRIES = 65_536;
+export const MAX_SPREAD_ENTRIES = 16_384;
 
 export class BlockReader {
   private readonly presets = new Map<string, Preset>();
   /** Entries spreads may still produce, over the whole read (see MAX_SPREAD_ENTRIES). */
   private spreadBudget = MAX_SPREAD_ENTRIES;
+  /** Name comparisons "did you mean" may still spend on unknown presets (each costs one per preset). */
+  private presetSuggestionBudget = 200_000;
+  private presetNames: string[] | null = null;
+  /** Spreads left unexpanded so far (unknown, or over a limit): a block with one is not reported missing anything. */
+  private unresolvedSpreads = 0;
 
   constructor(private readonly sink: DiagnosticSink, builtinPresets: readonly Preset[], documents: readonly Document[]) {
     for (const p of builtinPresets) this.presets.set(p.name, p);
@@ -75,11 +80,15 @@ export class BlockReader {
     const directAttr = new Map<string, Attribute>();
     const directBlock = new Map<string, Block>();
     const attrKeySpans = new Map<string, Span>();
-    for (const { entry, fromSpread } of this.expand(body, [])) {
+    const unresolvedBefore = this.unresolvedSpreads;
+    const entries = this.expand(body, []);
+    // A spread left unexpanded (already reported) may have held any attribute: none is reported missing.
+    const incomplete = this.unresolvedSpreads > unresolvedBefore;
+    for (const { entry, fromSpread } of entries) {
       if (entry.kind === "attribute") {
         const key = entry.key;
-        const attrDef = def.attrs[key];
-        const sub = def.blocks[key];
+        const attrDef = own(def.attrs, key);
+        const sub = own(def.blocks, key);
         if (attrDef === undefined && sub?.presetAttribute) {
           this.readPresetAttribute(out, entry, sub, directBlock);
           continue;
@@ -87,7 +96,10 @@ export class BlockReader {
         if (attrDef === undefined) {
           const known = [...Object.keys(def.attrs), ...Object.keys(def.blocks)];
           if (sub !== undefined) this.sink.report("DSV3001", entry.value.span, { name: key, expected: "a block", found: describeValue(entry.value) }, `write '${key} { … }'`);
-          else this.sink.report("DSV2002", entry.keySpan, { name: key, where: def.what }, suggestionFix(key, known));
+          else {
+            this.sink.report("DSV2002", entry.keySpan, { name: key, where: def.what }, suggestionFix(key, known));
+            this.markMisspelt(out, key, known);
+          }
           continue;
         }
         if (!fromSpread) {
@@ -116,7 +128,7 @@ export class BlockReader {
     for (const [key, a] of Object.entries(def.attrs)) {
       if (out.attrs.has(key) || out.bad.has(key)) continue;
       if (a.required) {
-        this.sink.report("DSV2005", typeSpan, { where: def.what, name: key }, `add '${key} = ${exampleValue(a)}' (${a.doc})`);
+        if (!incomplete) this.sink.report("DSV2005", typeSpan, { where: def.what, name: key }, `add '${key} = ${exampleValue(a)}' (${a.doc})`);
         out.bad.add(key);
       } else if (a.default !== undefined) {
         out.attrs.set(key, { value: a.default, span: typeSpan, keySpan: typeSpan });
@@ -128,7 +140,10 @@ export class BlockReader {
   /** `gpu = H800` stands for `gpu { ...H800 }`. */
   private readPresetAttribute(out: ReadBlock, entry: Attribute, sub: BlockDef, directBlock: Map<string, Block>): void {
     if (entry.value.kind !== "ident") {
-      this.sink.report("DSV3001", entry.value.span, { name: entry.key, expected: "a preset name or a block", found: describeValue(entry.value) });
+      const v = entry.value;
+      const fix = v.kind === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(v.value) ? `write '${entry.key} = ${v.value}' (a preset name is not quoted)` : undefined;
+      this.sink.report("DSV3001", v.span, { name: entry.key, expected: "a preset name or a block", found: describeValue(v) }, fix);
+      out.bad.add(entry.key); // given, though wrongly: not also "missing"
       return;
     }
     const spread: Entry = { kind: "spread", name: entry.value.name, nameSpan: entry.value.span, span: entry.value.span };
@@ -138,17 +153,21 @@ export class BlockReader {
 
   private readSubBlock(out: ReadBlock, block: Block, directBlock: Map<string, Block>, knownDef?: BlockDef): void {
     const def = out.def;
-    let sub = knownDef ?? def.blocks[block.type];
+    let sub = knownDef ?? own(def.blocks, block.type);
     if (sub === undefined) {
-      if (def.attrs[block.type] !== undefined) {
+      if (own(def.attrs, block.type) !== undefined) {
         this.sink.report("DSV3001", block.typeSpan, { name: block.type, expected: "a value", found: "a block" }, `write '${block.type} = …'`);
       } else {
         const known = [...Object.keys(def.blocks), ...Object.keys(def.attrs)];
         this.sink.report("DSV2001", block.typeSpan, { name: block.type, where: def.what }, suggestionFix(block.type, known));
+        this.markMisspelt(out, block.type, known);
       }
       return;
     }
-    if (!this.checkLabels(sub, block)) return;
+    if (!this.checkLabels(sub, block)) {
+      out.bad.add(block.type); // given, with a wrong label: not also "missing"
+      return;
+    }
     const identity = sub.repeatable ? `${block.type} ${block.labels[0]?.value ?? ""}` : block.type;
     const earlier = directBlock.get(identity);
     if (earlier) {
@@ -167,6 +186,12 @@ export class BlockReader {
     else out.blocks.set(block.type, [read]);
   }
 
+  /** A misspelt name (already reported) stands for the known name it is closest to: that is not also reported missing. */
+  private markMisspelt(out: ReadBlock, name: string, known: readonly string[]): void {
+    const meant = closestName(name, known);
+    if (meant !== null && !out.attrs.has(meant)) out.bad.add(meant);
+  }
+
   private checkLabels(def: BlockDef, block: Block): boolean {
     const labels = block.labels;
     const max = def.labels.length;
@@ -174,7 +199,9 @@ export class BlockReader {
     if (labels.length < min || labels.length > max) {
       const expected = max === 0 ? "no label" : min === max ? `${max} label(s): ${def.labels.map((l) => l.what).join(", ")}` : `at most ${max} label(s): ${def.labels.map((l) => l.what).join(", ")}`;
       const at = labels.length > max ? labels[max]!.span : block.typeSpan;
-      const fix = def.labels[0]?.values ? `write '${block.type} ${def.labels[0].values[0]} { … }' (one of ${def.labels[0].values.join(", ")})` : undefined;
+      const fix = def.labels[0]?.values
+        ? `write '${block.type} ${def.labels[0].values[0]} { … }' (one of ${def.labels[0].values.join(", ")})`
+        : labels.length < min ? `name it: '${block.type} NAME { … }'` : undefined;
       this.sink.report("DSV2012", at, { name: block.type, expected, found: labels.length === 0 ? "none" : labels.map((l) => `'${l.value}'`).join(" ") }, fix);
       return false;
     }
@@ -190,8 +217,7 @@ export class BlockReader {
   }
 
   /** Entries with presets spread in place (preset entries first, so the block's own entries win). */
-  private expand(body: readonly Entry[], stack: string[]): Weighted[] {
-    const out: Weighted[] = [];
+  private expand(body: readonly Entry[], stack: string[], out: Weighted[] = []): Weighted[] {
     for (const entry of body) {
       if (entry.kind !== "spread") {
         out.push({ entry, fromSpread: stack.length > 0 });
@@ -199,24 +225,29 @@ export class BlockReader {
       }
       const preset = this.presets.get(entry.name);
       if (preset === undefined) {
-        this.sink.report("DSV2007", entry.nameSpan, { name: entry.name }, suggestionFix(entry.name, [...this.presets.keys()]));
+        this.unresolvedSpreads++;
+        const names = (this.presetNames ??= [...this.presets.keys()]);
+        this.presetSuggestionBudget -= names.length;
+        this.sink.report("DSV2007", entry.nameSpan, { name: entry.name }, this.presetSuggestionBudget >= 0 ? suggestionFix(entry.name, names) : undefined);
         continue;
       }
       if (stack.includes(entry.name)) {
-        this.sink.report("DSV2013", entry.nameSpan, { name: entry.name, cycle: [...stack, entry.name].join(" → ") });
+        this.sink.report("DSV2013", entry.nameSpan, { name: entry.name, cycle: [...stack, entry.name].join(" → ") }, `remove '...${entry.name}'`);
         continue;
       }
       if (stack.length >= MAX_SPREAD_DEPTH) {
+        this.unresolvedSpreads++;
         this.sink.report("DSV2015", entry.nameSpan, { name: entry.name, reason: `spreads nest more than ${MAX_SPREAD_DEPTH} levels deep` });
         continue;
       }
       if (this.spreadBudget < preset.body.length) {
+        this.unresolvedSpreads++;
         if (this.spreadBudget >= 0) this.sink.report("DSV2015", entry.nameSpan, { name: entry.name, reason: `spreads would expand to more than ${MAX_SPREAD_ENTRIES} entries` });
         this.spreadBudget = -1; // reported once; every later spread is skipped
         continue;
       }
       this.spreadBudget -= preset.body.length;
-      for (const w of this.expand(preset.body, [...stack, entry.name])) out.push({ entry: w.entry, fromSpread: true });
+      this.expand(preset.body, [...stack, entry.name], out); // nested entries all have fromSpread: true
     }
     return out;
   }
@@ -240,7 +271,7 @@ export class BlockReader {
       }
       case "int-or-none": {
         if (v.kind === "ident" && v.name === "none") return null;
-        if (v.kind !== "number" || v.unit !== null) return mismatch("a whole number or none");
+        if (v.kind !== "number" || v.unit !== null) return mismatch("a whole number or none", v.kind === "ident" && /^(null|nil|none)$/i.test(v.name) ? "write none" : undefined);
         return this.checkNumber(name, { t: "int", min: type.min, max: type.max }, v.value, v.raw, v.span);
       }
       case "quantity": {
@@ -268,7 +299,7 @@ export class BlockReader {
       }
       case "bool":
         if (v.kind === "ident" && (v.name === "true" || v.name === "false")) return v.name === "true";
-        return mismatch("true or false");
+        return mismatch("true or false", v.kind === "ident" && /^(yes|on|True|TRUE)$/.test(v.name) ? "write true" : v.kind === "ident" && /^(no|off|False|FALSE)$/.test(v.name) ? "write false" : undefined);
       case "enum": {
         if (v.kind !== "ident" && v.kind !== "string") return mismatch(`one of ${type.values.join(", ")}`);
         const word = v.kind === "ident" ? v.name : v.value;
@@ -362,6 +393,11 @@ export class BlockReader {
     }
     return ok ? { kind: "layers", runs } : undefined;
   }
+}
+
+/** `record[key]` for the record's own keys only: a user's `toString` or `__proto__` is no block. */
+function own<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
 }
 
 function where(span: Span): string {

@@ -40,7 +40,9 @@ const ffnBlockForEveryLayerKind: Rule = (ctx) => {
     let count = 0;
     for (const r of m.layerPattern) if (r.kind === kind) count += r.last - r.first + 1;
     const has = kind === "dense" ? m.denseFfn !== null : m.moe !== null;
-    if (count > 0 && !has) ctx.report("DSV4004", "model.layerPattern", { count, kind }, `add 'ffn ${kind} { … }' to the model`);
+    // At the layer pattern, else at dense_layers (which split the layers), else at the model.
+    const at = ctx.spans.layerPatternSpan !== null ? "model.layerPattern" : "model.denseLayers";
+    if (count > 0 && !has && !ctx.spans.ffnUnread) ctx.report("DSV4004", at, { count, kind }, `add 'ffn ${kind} { … }' to the model`);
     if (count === 0 && has && m.layerPattern.length > 0 && !(kind === "moe" && m.mtp.depth > 0)) {
       ctx.report("DSV4014", kind === "dense" ? "model.denseFfn" : "model.moe", { kind }, "remove the block or use it in the layer pattern");
     }

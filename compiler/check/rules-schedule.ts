@@ -1,6 +1,6 @@
 /** Rules about schedules on the cluster: parallel degrees, pipeline shapes, routing limits. */
 import type { ServingSchedule, Spec, TrainingSchedule } from "../spec.js";
-import { nearestDivisors, orList } from "./divisors.js";
+import { gcd, nearestDivisors, orList } from "./divisors.js";
 import { known, type Rule, type RuleContext } from "./rule.js";
 
 function ruleForEach(check: (ctx: RuleContext, s: TrainingSchedule | ServingSchedule, at: string) => void): Rule {
@@ -23,7 +23,8 @@ const fitsTheCluster = ruleForEach((ctx, s, at) => {
   if (s.kind === "training") {
     if (!known(s.pp, s.tp, s.dp, gpus)) return;
     if (!Number.isInteger(s.dp)) {
-      ctx.report("DSV5001", `${at}.pp`, { schedule: s.name, world: `pp·tp·dp`, product: `dp = ${gpus} / (${s.pp}·${s.tp}) is not whole`, gpus }, `set dp explicitly, or use pp·tp dividing ${gpus}`);
+      const stage = s.pp * s.tp;
+      ctx.report("DSV5001", gpus % s.tp !== 0 ? `${at}.tp` : `${at}.pp`, { schedule: s.name, world: `a multiple of pp·tp = ${s.pp}·${s.tp} = ${stage}`, product: `dp would be ${gpus} / ${stage} = ${+(gpus / stage).toFixed(2)}`, gpus }, `set dp explicitly, or use pp·tp dividing ${gpus}`);
     } else if (s.worldSize > gpus) {
       ctx.report("DSV5001", `${at}.dp`, { schedule: s.name, world: s.worldSize, product: `pp·tp·dp = ${s.pp}·${s.tp}·${s.dp}`, gpus }, `use dp ≤ ${Math.floor(gpus / (s.pp * s.tp))}`);
     }
@@ -45,6 +46,8 @@ const expertsDivideOverEp = ruleForEach((ctx, s, at) => {
   const epPath = s.kind === "training" ? `${at}.ep` : `${at}.moe.ep`;
   if (!known(ep)) return;
   if (!moe) {
+    // MoE layers without 'ffn moe' (DSV4004), or an 'ffn' block that did not read: not "no MoE layers".
+    if (ctx.spans.ffnUnread || ctx.spec.model.layerPattern.some((r) => r.kind === "moe")) return;
     const written = s.kind === "training" ? ep > 1 : ctx.spans.has(epPath);
     if (written) ctx.report("DSV5016", epPath, { schedule: s.name, ep }, "remove ep, or add 'ffn moe' to the model");
     return;
@@ -54,17 +57,30 @@ const expertsDivideOverEp = ruleForEach((ctx, s, at) => {
   const slots = moe.routedExperts + redundant;
   if (slots % ep !== 0) {
     const detail = redundant > 0 ? `${moe.routedExperts} routed + ${redundant} redundant` : `${moe.routedExperts} routed`;
-    ctx.report("DSV5003", epPath, { slots, detail, ep }, `use ep = ${orList(nearestDivisors(slots, ep))}`);
+    ctx.report("DSV5003", epPath, { slots, detail, ep }, `use ep = ${orList(nearestDivisors(gcd(slots, epRanks(s) ?? slots), ep))}`);
   }
 });
+
+/** The ranks ep must divide (tp·dp of a training stage, the GPUs of a serving unit), when known. */
+function epRanks(s: TrainingSchedule | ServingSchedule): number | undefined {
+  const ranks = s.kind === "training" ? s.tp * s.dp : s.gpus;
+  return known(ranks) && Number.isInteger(ranks) && ranks > 0 ? ranks : undefined;
+}
+
+/** A fix for ep that also keeps the experts divisible, when that is known. */
+function epFix(ctx: RuleContext, s: TrainingSchedule | ServingSchedule, ranks: number, ep: number): string {
+  const moe = ctx.spec.model.moe;
+  const slots = moe ? moe.routedExperts + (s.kind === "training" ? 0 : s.moe.redundantExperts) : NaN;
+  return `use ep = ${orList(nearestDivisors(known(slots) && slots > 0 ? gcd(ranks, slots) : ranks, ep))}`;
+}
 
 const epFitsInAStage = ruleForEach((ctx, s, at) => {
   if (s.kind === "training") {
     if (!known(s.ep, s.tp, s.dp) || !Number.isInteger(s.dp)) return;
     const ranks = s.tp * s.dp;
-    if (ranks % s.ep !== 0) ctx.report("DSV5004", `${at}.ep`, { ep: s.ep, ranks, tp: s.tp, dp: s.dp }, `use ep = ${orList(nearestDivisors(ranks, s.ep))}`);
+    if (ranks % s.ep !== 0) ctx.report("DSV5004", `${at}.ep`, { ep: s.ep, ranks, tp: s.tp, dp: s.dp }, epFix(ctx, s, ranks, s.ep));
   } else if (known(s.moe.ep, s.gpus) && s.gpus % s.moe.ep !== 0) {
-    ctx.report("DSV5013", `${at}.moe.ep`, { ep: s.moe.ep, gpus: s.gpus }, `use ep = ${orList(nearestDivisors(s.gpus, s.moe.ep))}`);
+    ctx.report("DSV5013", `${at}.moe.ep`, { ep: s.moe.ep, gpus: s.gpus }, epFix(ctx, s, s.gpus, s.moe.ep));
   }
 });
 
@@ -120,7 +136,10 @@ const commSmsLeaveCompute = ruleForEach((ctx, s, at) => {
 const servingShape = ruleForEach((ctx, s, at) => {
   if (s.kind === "training") return;
   const { tp, dp } = s.attention;
-  if (known(tp, dp, s.gpus) && tp * dp !== s.gpus) {
+  if (known(tp, dp, s.gpus) && !Number.isInteger(dp)) {
+    // dp defaults to gpus / tp: a tp that does not divide gpus leaves no whole dp (tp·dp still equals gpus).
+    ctx.report("DSV3002", `${at}.attention.tp`, { name: "dp", value: `${s.gpus} / ${tp} (gpus / tp, its default)` }, `use tp = ${orList(nearestDivisors(s.gpus, tp))}, or set dp`);
+  } else if (known(tp, dp, s.gpus) && tp * dp !== s.gpus) {
     const path = ctx.spans.has(`${at}.attention.dp`) ? `${at}.attention.dp` : `${at}.attention.tp`;
     const fix = s.gpus % tp === 0 ? `use dp = ${s.gpus / tp}` : `use tp = ${orList(nearestDivisors(s.gpus, tp))}`;
     ctx.report("DSV5012", path, { tp, dp, product: tp * dp, gpus: s.gpus }, fix);
