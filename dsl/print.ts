@@ -75,7 +75,9 @@ class Printer {
   private leading(offset: number, depth: number): void {
     while (this.next < this.comments.length && this.comments[this.next]!.span.offset < offset) {
       const c = this.comments[this.next]!;
-      this.line(depth, c.text);
+      // Verbatim: the lines of a block comment after its first are not re-indented (doing so would
+      // indent them further on every run, and change the comment).
+      this.out.push(INDENT.repeat(depth) + c.text);
       this.next++;
       const following = this.comments[this.next];
       const stop = following && following.span.offset < offset ? following.span.offset : offset;
@@ -83,10 +85,14 @@ class Printer {
     }
   }
 
-  /** A comment starting on `line` after `offset` (the end of the entry) is kept at the end of the line. */
-  private trailing(endOffset: number, line: number): string {
+  /**
+   * A comment starting on `line` after `offset` (the end of the entry) is kept at the end of the line,
+   * unless it comes after `limit` (where the next entry or the closing '}' starts): in
+   * `a = 1 b = 2 // on b`, the comment belongs to `b`, not to `a`.
+   */
+  private trailing(endOffset: number, line: number, limit = Number.POSITIVE_INFINITY): string {
     const c = this.comments[this.next];
-    if (c && c.span.offset >= endOffset && c.span.line === line && !c.text.includes("\n")) {
+    if (c && c.span.offset >= endOffset && c.span.offset < limit && c.span.line === line && !c.text.includes("\n")) {
       this.next++;
       return ` ${c.text}`;
     }
@@ -107,28 +113,29 @@ class Printer {
     return n;
   }
 
-  entries(list: readonly Entry[], depth: number): void {
+  /** `limit`: where the closing '}' of the body starts. */
+  entries(list: readonly Entry[], depth: number, limit = Number.POSITIVE_INFINITY): void {
     let prevEnd = -1;
-    for (const e of list) {
+    for (const [i, e] of list.entries()) {
       if (this.blankBefore(e.span.offset, prevEnd)) this.line(0, "");
       this.leading(e.span.offset, depth);
-      this.entry(e, depth);
+      this.entry(e, depth, list[i + 1]?.span.offset ?? limit);
       prevEnd = e.span.offset + e.span.length;
     }
   }
 
-  private entry(e: Entry, depth: number): void {
+  private entry(e: Entry, depth: number, limit: number): void {
     const end = e.span.offset + e.span.length;
     const endLine = this.endLine(e);
     switch (e.kind) {
       case "attribute":
-        this.line(depth, `${e.key} = ${printValue(e.value)}${this.trailing(end, endLine)}`);
+        this.line(depth, `${e.key} = ${printValue(e.value)}${this.trailing(end, endLine, limit)}`);
         return;
       case "spread":
-        this.line(depth, `...${e.name}${this.trailing(end, endLine)}`);
+        this.line(depth, `...${e.name}${this.trailing(end, endLine, limit)}`);
         return;
       case "block":
-        this.block(e, depth);
+        this.block(e, depth, limit);
     }
   }
 
@@ -136,29 +143,30 @@ class Printer {
     return [type, ...labels.map(label)].join(" ");
   }
 
-  block(b: Block | { kind: "preset"; name: string; body: Entry[]; span: Block["span"] }, depth: number): void {
+  block(b: Block | { kind: "preset"; name: string; body: Entry[]; span: Block["span"] }, depth: number, limit = Number.POSITIVE_INFINITY): void {
     const head = b.kind === "preset" ? `preset ${b.name}` : this.header(b.type, b.labels);
     const end = b.span.offset + b.span.length;
     const inner = this.comments.some((c, i) => i >= this.next && c.span.offset < end);
     if (b.body.length === 0 && !inner) {
-      this.line(depth, `${head} {}${this.trailing(end, b.span.line)}`);
+      this.line(depth, `${head} {}${this.trailing(end, this.endLine(b), limit)}`);
       return;
     }
     const firstLine = b.body[0]?.span.line ?? b.span.line;
     this.line(depth, `${head} {${this.trailing(b.body[0]?.span.offset ?? b.span.offset, b.span.line === firstLine ? -1 : b.span.line)}`);
-    this.entries(b.body, depth + 1);
+    this.entries(b.body, depth + 1, end - 1);
     this.leading(end - 1, depth + 1);
-    this.line(depth, `}${this.trailing(end, this.endLine(b))}`);
+    this.line(depth, `}${this.trailing(end, this.endLine(b), limit)}`);
   }
 
   top(items: readonly TopItem[]): void {
     let first = true;
-    for (const item of items) {
+    for (const [i, item] of items.entries()) {
       if (!first) this.line(0, "");
       first = false;
       this.leading(item.span.offset, 0);
-      if (item.kind === "import") this.line(0, `import ${quote(item.path)}${this.trailing(item.span.offset + item.span.length, item.span.line)}`);
-      else this.block(item, 0);
+      const limit = items[i + 1]?.span.offset;
+      if (item.kind === "import") this.line(0, `import ${quote(item.path)}${this.trailing(item.span.offset + item.span.length, item.span.line, limit)}`);
+      else this.block(item, 0, limit);
     }
     if (this.next < this.comments.length) {
       if (!first) this.line(0, "");
