@@ -2,7 +2,7 @@
  * Every user-facing diagnostic of dsv3: a stable code, a severity and one message template.
  * `{name}` placeholders are filled by `makeDiagnostic`. Codes never change meaning once released;
  * retire a code rather than reuse it. Each code has a test that triggers it and snapshots the message
- * (tests/diagnostics.test.ts).
+ * (tests/diagnostics.test.ts; the 6xxx–8xxx front ends in their own suites, which it checks).
  *
  * Families: 1xxx lexical and syntax · 2xxx names, structure, imports, presets · 3xxx types, units and
  * ranges · 4xxx model and precision rules · 5xxx cluster and schedule rules · 9xxx command line, files
@@ -106,8 +106,43 @@ export const CATALOG = {
   DSV9007: { severity: "error", template: "bundle manifest '{path}' is missing or invalid: {detail}" },
   DSV9008: { severity: "error", template: "cannot write '{path}': {reason}" },
   DSV9009: { severity: "error", template: "{message}" },
-  DSV9010: { severity: "error", template: "the spec declares no schedule; add a 'schedule NAME {{ … }}' block" },
+  DSV9010: { severity: "error", template: "the spec declares no schedule; add a 'training NAME {{ … }}', 'prefill NAME {{ … }}' or 'decode NAME {{ … }}' block" },
   DSV9011: { severity: "error", template: "'{path}' is not a spec this version reads (expected a .dsv3 file)" },
+
+  // ── 8xxx: formatter ─────────────────────────────────────────────────────────────────────────
+  DSV8001: { severity: "error", template: "'{path}' is not formatted; run dsv3 fmt {path}" },
+
+  // ── 7xxx: Hugging Face configs ──────────────────────────────────────────────────────────────
+  DSV7001: { severity: "error", template: "invalid JSON: {reason}" },
+  DSV7002: { severity: "error", template: "a Hugging Face config is a JSON object; found {found}" },
+  DSV7003: { severity: "error", template: "unsupported {what} '{name}': dsv3 imports {supported}" },
+  DSV7004: { severity: "error", template: "{where} is missing the required field '{name}'" },
+  DSV7005: { severity: "error", template: "'{name}' expects {expected}, found {found}" },
+  DSV7006: { severity: "error", template: "'{name}' = {value} is not supported: {reason}" },
+  DSV7007: { severity: "warning", template: "'{name}' is not modelled by dsv3 and is ignored" },
+  DSV7008: { severity: "warning", template: "'{name}' = {value} is ignored: {reason}" },
+  DSV7009: { severity: "error", template: "the spec cannot be written as a Hugging Face DeepSeek config: {reason}" },
+
+  // ── 6xxx: TypeScript specs ──────────────────────────────────────────────────────────────────
+  DSV6001: { severity: "error", template: "TypeScript syntax error: {message}" },
+  DSV6002: { severity: "error", template: "{what} is not allowed in a spec; a TypeScript spec holds only imports from \"dsv3\", const declarations and one `export default spec({{ … }})`" },
+  DSV6003: { severity: "error", template: "a spec may import only from \"dsv3\"; this imports from '{module}'" },
+  DSV6004: { severity: "error", template: "\"dsv3\" exports no '{name}'" },
+  DSV6005: { severity: "error", template: "{what} of \"dsv3\" is not supported; import names: import {{ spec, model, … }} from \"dsv3\"" },
+  DSV6006: { severity: "error", template: "'{keyword}' declarations are not allowed; a spec declares constants with 'const'" },
+  DSV6007: { severity: "error", template: "{what} is not allowed in a spec value" },
+  DSV6008: { severity: "error", template: "'{name}' is not a dsv3 builder; a spec may call only {builders}" },
+  DSV6009: { severity: "error", template: "'{name}' is not declared; a spec may refer only to constants declared above and to names imported from \"dsv3\"" },
+  DSV6010: { severity: "error", template: "'{name}' is used before its declaration on line {line}" },
+  DSV6011: { severity: "error", template: "'{op}' needs numbers; found {found}" },
+  DSV6012: { severity: "error", template: "{expression} is not a finite number" },
+  DSV6013: { severity: "error", template: "{builder}() takes {expected}; found {found} argument(s)" },
+  DSV6014: { severity: "error", template: "the file has no `export default spec({{ … }})`" },
+  DSV6015: { severity: "error", template: "the file has more than one default export" },
+  DSV6016: { severity: "error", template: "only a const object (a preset) or a GPU preset can be spread; found {found}" },
+  DSV6017: { severity: "error", template: "the default export must be spec({{ … }}); found {found}" },
+  DSV6018: { severity: "error", template: "the spec expands to more than {max} values" },
+  DSV6019: { severity: "error", template: "{builder}() expects {expected} as its {which}; found {found}" },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type DiagnosticCode = keyof typeof CATALOG;
