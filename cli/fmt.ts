@@ -13,13 +13,13 @@
  * Exit status: 0 when every file is (now) formatted, 1 when a file could not be read, parsed, written
  * or (with --check) is not formatted, 2 when no file was given.
  */
-import { randomBytes } from "node:crypto";
-import { readdir, realpath, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { makeDiagnostic, renderDiagnostic, sortDiagnostics, type Diagnostic } from "../dsl/diagnostic.js";
 import { readSourceFromDisk } from "../dsl/load.js";
 import { parseDocument } from "../dsl/parser.js";
 import plugin from "../dsl/prettier-plugin.js";
+import { writeFileAtomic } from "../runtime/atomic-file.js";
 
 export interface FmtOptions {
   /** Report unformatted files (DSV8001) instead of rewriting them. */
@@ -103,19 +103,6 @@ async function expand(args: readonly string[]): Promise<{ files: string[]; probl
   return { files, problems };
 }
 
-/** Replace `file` with `text`: a temporary file beside its (link-resolved) target, then a rename. */
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const target = await realpath(file);
-  const { mode } = await stat(target);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    await writeFile(tmp, text, { encoding: "utf8", mode: mode & 0o7777, flag: "wx" });
-    await rename(tmp, target);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-}
 
 export async function runFmt(files: string[], options: FmtOptions, io: FmtIo): Promise<number> {
   const report = (list: readonly Diagnostic[], sources: ReadonlyMap<string, string> = new Map()): void => {
@@ -163,7 +150,7 @@ export async function runFmt(files: string[], options: FmtOptions, io: FmtIo): P
       continue;
     }
     try {
-      await writeAtomically(file, formatted);
+      await writeFileAtomic(file, formatted);
     } catch (e) {
       report([makeDiagnostic("DSV9008", null, { path: name, reason: ioReason(e) })]);
       failed = true;

@@ -81,7 +81,7 @@ export const CATALOG = {
   DSV5003: { severity: "error", template: "{slots} expert slots ({detail}) are not divisible by ep = {ep}" },
   DSV5004: { severity: "error", template: "ep = {ep} does not divide the {ranks} ranks of one pipeline stage (tp·dp = {tp}·{dp})" },
   DSV5005: { severity: "error", template: "{pipeline} needs an even number of pipeline stages; pp = {pp}" },
-  DSV5006: { severity: "error", template: "{pipeline} needs an even number of micro-batches, at least 2·pp = {min}; found {mb}" },
+  DSV5006: { severity: "error", template: "{pipeline} needs {requirement}; found {mb}" },
   DSV5007: { severity: "error", template: "{layers} layers cannot fill {chunks} pipeline chunks ({detail})" },
   DSV5008: { severity: "error", template: "node_limit = {limit} exceeds the {nodes} node(s) an EP group of {ep} GPUs spans" },
   DSV5009: { severity: "error", template: "global_batch = {batch} sequences is not divisible by dp·microbatches = {dp}·{mb}" },
@@ -107,7 +107,9 @@ export const CATALOG = {
   DSV9008: { severity: "error", template: "cannot write '{path}': {reason}" },
   DSV9009: { severity: "error", template: "{message}" },
   DSV9010: { severity: "error", template: "the spec declares no schedule; add a 'training NAME {{ … }}', 'prefill NAME {{ … }}' or 'decode NAME {{ … }}' block" },
-  DSV9011: { severity: "error", template: "'{path}' is not a spec this version reads (expected a .dsv3 file)" },
+  DSV9011: { severity: "error", template: "'{path}' is not a spec this version reads (expected a .dsv3 or .ts file)" },
+  DSV9012: { severity: "error", template: "invalid load file '{path}': {message}" },
+  DSV9013: { severity: "error", template: "invalid expert placement request: {message}" },
 
   // ── 8xxx: formatter ─────────────────────────────────────────────────────────────────────────
   DSV8001: { severity: "error", template: "'{path}' is not formatted; run dsv3 fmt {path}" },

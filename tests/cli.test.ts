@@ -48,10 +48,10 @@ interface Run {
 }
 
 /** `dsv3 ARGS` in this process. Relative paths resolve against the repository root (vitest's cwd). */
-function cli(...args: string[]): Run {
+async function cli(...args: string[]): Promise<Run> {
   let stdout = "";
   let stderr = "";
-  const code = runCli(args, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+  const code = await runCli(args, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
   return { code, stdout, stderr };
 }
 
@@ -153,16 +153,16 @@ function fresh(name: string): string {
 // ── check ───────────────────────────────────────────────────────────────────────────────────────
 
 describe("dsv3 check", () => {
-  it("--json on the V3 spec: ok, no diagnostics, its three schedules", () => {
-    const r = cli("check", V3, "--json");
+  it("--json on the V3 spec: ok, no diagnostics, its three schedules", async () => {
+    const r = await cli("check", V3, "--json");
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("");
     const out = json(r);
     expect(out).toEqual({ ok: true, diagnostics: [], schedules: ["train", "prefill", "decode"] });
   });
 
-  it("--json on an invalid spec: exit 1, ok false, each diagnostic with code, file, line and col", () => {
-    const r = cli("check", INVALID, "--json");
+  it("--json on an invalid spec: exit 1, ok false, each diagnostic with code, file, line and col", async () => {
+    const r = await cli("check", INVALID, "--json");
     expect(r.code).toBe(1);
     const out = json<{ ok: boolean; diagnostics: Record<string, unknown>[]; schedules: string[] }>(r);
     expect(out.ok).toBe(false);
@@ -196,8 +196,8 @@ describe("dsv3 check", () => {
     expect(out.diagnostics.find((d) => d["code"] === "DSV2002")!["fix"]).toMatch(/hidden/);
   });
 
-  it("text output: `file:line:col: error DSVxxxx: message`, the source line and a caret", () => {
-    const r = cli("check", INVALID);
+  it("text output: `file:line:col: error DSVxxxx: message`, the source line and a caret", async () => {
+    const r = await cli("check", INVALID);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(DIAGNOSTIC_HEAD);
@@ -209,8 +209,8 @@ describe("dsv3 check", () => {
     expect(r.stderr).toMatch(/\d+ error\(s\), \d+ warning\(s\)/);
   });
 
-  it("a syntax error: exit 1, with the lexer's and parser's codes at their lines", () => {
-    const r = cli("check", SYNTAX, "--json");
+  it("a syntax error: exit 1, with the lexer's and parser's codes at their lines", async () => {
+    const r = await cli("check", SYNTAX, "--json");
     expect(r.code).toBe(1);
     const out = json<{ ok: boolean; diagnostics: { code: string; line: number; col: number }[] }>(r);
     expect(out.ok).toBe(false);
@@ -218,34 +218,34 @@ describe("dsv3 check", () => {
       expect.objectContaining({ code: "DSV1002", line: 2, col: 7 }),
       expect.objectContaining({ code: "DSV1004", line: 3 }),
     ]));
-    const text = cli("check", SYNTAX);
+    const text = await cli("check", SYNTAX);
     expect(text.stderr).toMatch(new RegExp(`^${SYNTAX.replace(/\./g, "\\.")}:2:7: error DSV1002: `, "m"));
   });
 
-  it("text output on the V3 spec says ok and names the schedules", () => {
-    const r = cli("check", V3);
+  it("text output on the V3 spec says ok and names the schedules", async () => {
+    const r = await cli("check", V3);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(/ok/);
     expect(r.stdout).toMatch(/train, prefill, decode/);
   });
 
-  it("a missing file: exit 1, DSV9001; a file that is not .dsv3: exit 2, DSV9011", () => {
-    const missing = cli("check", "specs/no-such-spec.dsv3", "--json");
+  it("a missing file: exit 1, DSV9001; a file that is not .dsv3: exit 2, DSV9011", async () => {
+    const missing = await cli("check", "specs/no-such-spec.dsv3", "--json");
     expect(missing.code).toBe(1);
     expect(json<{ diagnostics: { code: string }[] }>(missing).diagnostics.map((d) => d.code)).toContain("DSV9001");
-    const wrongKind = cli("check", "package.json");
+    const wrongKind = await cli("check", "package.json");
     expect(wrongKind.code).toBe(2);
     expect(wrongKind.stderr).toMatch(/error DSV9011: /);
   });
 
-  it("as a child process: the same JSON and exit codes", () => {
+  it("as a child process: the same JSON and exit codes", async () => {
     const ok = bin("check", V3, "--json");
     expect(ok.code, ok.stderr).toBe(0);
-    expect(json(ok)).toEqual(json(cli("check", V3, "--json")));
+    expect(json(ok)).toEqual(json(await cli("check", V3, "--json")));
     const bad = bin("check", INVALID, "--json");
     expect(bad.code).toBe(1);
-    expect(json(bad)).toEqual(json(cli("check", INVALID, "--json")));
+    expect(json(bad)).toEqual(json(await cli("check", INVALID, "--json")));
     const text = bin("check", INVALID);
     expect(text.code).toBe(1);
     expect(text.stderr).toMatch(DIAGNOSTIC_HEAD);
@@ -269,29 +269,29 @@ describe("dsv3 stats", () => {
     expect(out.kvCache["bytesPerTokenBf16"]).toBe(expected.kvBytesPerTokenBf16);
   }
 
-  it("--json on the V3 spec: 671,026,419,200 total, 36,625,618,432 active, 11,610,068,224 MTP, 70,272 KV bytes/token", () => {
-    const r = cli("stats", V3, "--json");
+  it("--json on the V3 spec: 671,026,419,200 total, 36,625,618,432 active, 11,610,068,224 MTP, 70,272 KV bytes/token", async () => {
+    const r = await cli("stats", V3, "--json");
     expect(r.code, r.stderr).toBe(0);
     checkNumbers(json(r));
   });
 
-  it("as a child process, with --schedule", () => {
+  it("as a child process, with --schedule", async () => {
     const r = bin("stats", V3, "--json", "--schedule", "train");
     expect(r.code, r.stderr).toBe(0);
     checkNumbers(json(r));
   });
 
-  it("text output, and an unknown schedule (exit 1, DSV9002)", () => {
-    const text = cli("stats", V3);
+  it("text output, and an unknown schedule (exit 1, DSV9002)", async () => {
+    const text = await cli("stats", V3);
     expect(text.code).toBe(0);
     expect(text.stdout.length).toBeGreaterThan(0);
-    const unknown = cli("stats", V3, "--schedule", "trian");
+    const unknown = await cli("stats", V3, "--schedule", "trian");
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/error DSV9002: .*trian/);
   });
 
-  it("on an invalid spec: exit 1 with diagnostics, nothing on stdout", () => {
-    const r = cli("stats", INVALID, "--json");
+  it("on an invalid spec: exit 1 with diagnostics, nothing on stdout", async () => {
+    const r = await cli("stats", INVALID, "--json");
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(DIAGNOSTIC_HEAD);
@@ -301,9 +301,9 @@ describe("dsv3 stats", () => {
 // ── compile and verify ──────────────────────────────────────────────────────────────────────────
 
 describe("dsv3 compile and dsv3 verify", () => {
-  it("writes manifest.json, spec.json and stats.json, and verify passes", () => {
+  it("writes manifest.json, spec.json and stats.json, and verify passes", async () => {
     const dir = path.join(fresh("compile-basic"), "bundle");
-    const r = cli("compile", V3, "--schedule", "train", "-o", dir);
+    const r = await cli("compile", V3, "--schedule", "train", "-o", dir);
     expect(r.code, r.stderr).toBe(0);
     expect([...readTree(dir).keys()].sort()).toEqual(["manifest.json", "spec.json", "stats.json"]);
     const manifest = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")) as { schedule: string; compiler: { version: string }; files: { path: string }[] };
@@ -311,26 +311,26 @@ describe("dsv3 compile and dsv3 verify", () => {
     expect(manifest.compiler.version).toBe(VERSION);
     expect(manifest.files.map((f) => f.path)).toEqual(["spec.json", "stats.json"]);
     expect(verifyBundle(dir)).toEqual({ ok: true, problems: [] });
-    const v = cli("verify", dir);
+    const v = await cli("verify", dir);
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout).toMatch(/ok/);
-    expect(json(cli("verify", dir, "--json"))).toEqual({ ok: true, diagnostics: [] });
+    expect(json(await cli("verify", dir, "--json"))).toEqual({ ok: true, diagnostics: [] });
   });
 
-  it("two compiles give byte-identical trees, whatever the path spelling; no path or host leaks into the bundle", () => {
+  it("two compiles give byte-identical trees, whatever the path spelling; no path or host leaks into the bundle", async () => {
     const root = fresh("determinism");
     const a = path.join(root, "a");
     const b = path.join(root, "nested", "deeper", "b");
     const c = path.join(root, "c");
-    expect(cli("compile", V3, "--schedule", "decode", "-o", a).code).toBe(0);
-    expect(cli("compile", V3, "--schedule", "decode", "-o", b).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "decode", "-o", a)).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "decode", "-o", b)).code).toBe(0);
     expectSameTree(a, b);
     // The spec named by an absolute path, the bundle written by a child process.
     const child = bin("compile", path.join(REPO, V3), "--schedule", "decode", "-o", c);
     expect(child.code, child.stderr).toBe(0);
     expectSameTree(a, c);
     // Recompiling over an existing bundle gives the same bytes again.
-    expect(cli("compile", V3, "--schedule", "decode", "-o", a).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "decode", "-o", a)).code).toBe(0);
     expectSameTree(a, b);
 
     const forbidden = [REPO, root, scratch, tmpdir(), homedir(), process.cwd(), "dsv3-cli-test-"];
@@ -345,20 +345,20 @@ describe("dsv3 compile and dsv3 verify", () => {
     }
   });
 
-  it("verify: one flipped byte in spec.json → exit 1, DSV9005 naming spec.json", () => {
+  it("verify: one flipped byte in spec.json → exit 1, DSV9005 naming spec.json", async () => {
     const dir = path.join(fresh("flip"), "bundle");
-    expect(cli("compile", V3, "--schedule", "train", "-o", dir).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "train", "-o", dir)).code).toBe(0);
     const file = path.join(dir, "spec.json");
     const bytes = readFileSync(file);
     const at = Math.floor(bytes.length / 2);
     bytes[at] = bytes[at]! ^ 0x01;
     writeFileSync(file, bytes);
 
-    const r = cli("verify", dir);
+    const r = await cli("verify", dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error DSV9005: .*spec\.json/);
     expect(r.stderr).not.toMatch(/stats\.json/);
-    const j = json<{ ok: boolean; diagnostics: { code: string; message: string }[] }>(cli("verify", dir, "--json"));
+    const j = json<{ ok: boolean; diagnostics: { code: string; message: string }[] }>(await cli("verify", dir, "--json"));
     expect(j.ok).toBe(false);
     expect(j.diagnostics).toHaveLength(1);
     expect(j.diagnostics[0]!.code).toBe("DSV9005");
@@ -368,15 +368,15 @@ describe("dsv3 compile and dsv3 verify", () => {
     expect(child.stderr).toMatch(/error DSV9005: .*spec\.json/);
   });
 
-  it("verify: stats.json deleted → exit 1, DSV9004 naming stats.json", () => {
+  it("verify: stats.json deleted → exit 1, DSV9004 naming stats.json", async () => {
     const dir = path.join(fresh("missing"), "bundle");
-    expect(cli("compile", V3, "--schedule", "train", "-o", dir).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "train", "-o", dir)).code).toBe(0);
     unlinkSync(path.join(dir, "stats.json"));
 
-    const r = cli("verify", dir);
+    const r = await cli("verify", dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error DSV9004: .*stats\.json/);
-    const j = json<{ ok: boolean; diagnostics: { code: string; message: string }[] }>(cli("verify", dir, "--json"));
+    const j = json<{ ok: boolean; diagnostics: { code: string; message: string }[] }>(await cli("verify", dir, "--json"));
     expect(j.ok).toBe(false);
     expect(j.diagnostics.map((d) => d.code)).toEqual(["DSV9004"]);
     expect(j.diagnostics[0]!.message).toContain("stats.json");
@@ -385,41 +385,41 @@ describe("dsv3 compile and dsv3 verify", () => {
     expect(child.stderr).toMatch(/error DSV9004: .*stats\.json/);
   });
 
-  it("verify: an extra file (DSV9006), a missing manifest or a missing directory (DSV9007)", () => {
+  it("verify: an extra file (DSV9006), a missing manifest or a missing directory (DSV9007)", async () => {
     const dir = path.join(fresh("extra"), "bundle");
-    expect(cli("compile", V3, "--schedule", "train", "-o", dir).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "train", "-o", dir)).code).toBe(0);
     writeFileSync(path.join(dir, "notes.txt"), "hello\n");
-    const extra = cli("verify", dir);
+    const extra = await cli("verify", dir);
     expect(extra.code).toBe(1);
     expect(extra.stderr).toMatch(/error DSV9006: .*notes\.txt/);
     unlinkSync(path.join(dir, "manifest.json"));
-    expect(cli("verify", dir).stderr).toMatch(/error DSV9007: /);
-    const gone = cli("verify", path.join(scratch, "no-such-bundle"));
+    expect((await cli("verify", dir)).stderr).toMatch(/error DSV9007: /);
+    const gone = await cli("verify", path.join(scratch, "no-such-bundle"));
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/error DSV9007: /);
   });
 
-  it("refuses to write over something that is not a bundle (DSV9003), and leaves it alone", () => {
+  it("refuses to write over something that is not a bundle (DSV9003), and leaves it alone", async () => {
     const dir = fresh("not-a-bundle");
     writeFileSync(path.join(dir, "precious.txt"), "keep me\n");
-    const r = cli("compile", V3, "--schedule", "train", "-o", dir);
+    const r = await cli("compile", V3, "--schedule", "train", "-o", dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error DSV9003: /);
     expect(readdirSync(dir)).toEqual(["precious.txt"]);
   });
 
-  it("compile needs -o (exit 2) and a schedule when the spec has several (exit 2); an unknown one is exit 1", () => {
+  it("compile needs -o (exit 2) and a schedule when the spec has several (exit 2); an unknown one is exit 1", async () => {
     const dir = path.join(fresh("usage"), "bundle");
-    const noOut = cli("compile", V3, "--schedule", "train");
+    const noOut = await cli("compile", V3, "--schedule", "train");
     expect(noOut.code).toBe(2);
     expect(noOut.stderr).toMatch(/error DSV9009: /);
-    const noSchedule = cli("compile", V3, "-o", dir);
+    const noSchedule = await cli("compile", V3, "-o", dir);
     expect(noSchedule.code).toBe(2);
     expect(noSchedule.stderr).toMatch(/error DSV9009: .*--schedule/);
-    const unknown = cli("compile", V3, "--schedule", "nope", "-o", dir);
+    const unknown = await cli("compile", V3, "--schedule", "nope", "-o", dir);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/error DSV9002: /);
-    const invalid = cli("compile", INVALID, "--schedule", "train", "-o", dir);
+    const invalid = await cli("compile", INVALID, "--schedule", "train", "-o", dir);
     expect(invalid.code).toBe(1);
     expect(existsSync(dir)).toBe(false);
   });
@@ -599,21 +599,21 @@ describe("what a kill between the two renames leaves, made by hand (the window i
     return r.pid!;
   }
 
-  it("removeStaleTemporaries puts the old bundle back; verify passes; the next compile cleans up", () => {
+  it("removeStaleTemporaries puts the old bundle back; verify passes; the next compile cleans up", async () => {
     const root = fresh("rename-window");
     const dir = path.join(root, "bundle");
-    expect(cli("compile", V3, "--schedule", "train", "-o", dir).code).toBe(0);
+    expect((await cli("compile", V3, "--schedule", "train", "-o", dir)).code).toBe(0);
     const pid = deadPid();
     // `rename(dir, dir.old-…)` done, `rename(dir.tmp-…, dir)` not: DIR is absent, the new bundle half written.
     renameSync(dir, `${dir}.old-${pid}-0123456789ab`);
     mkdirSync(`${dir}.tmp-${pid}-ba9876543210`);
     writeFileSync(path.join(`${dir}.tmp-${pid}-ba9876543210`, "spec.json"), "{\n");
-    expect(cli("verify", dir).code).toBe(1);
+    expect((await cli("verify", dir)).code).toBe(1);
 
     const recovery = removeStaleTemporaries(dir);
     expect(recovery.restored).toBe(`bundle.old-${pid}-0123456789ab`);
     expect(recovery.removed).toEqual([`bundle.tmp-${pid}-ba9876543210`]);
-    expect(cli("verify", dir).code).toBe(0);
+    expect((await cli("verify", dir)).code).toBe(0);
     expect(readdirSync(root)).toEqual(["bundle"]);
 
     // The same state again, this time left for `dsv3 compile` itself to recover before it writes.
@@ -630,8 +630,8 @@ describe("what a kill between the two renames leaves, made by hand (the window i
 // ── usage ───────────────────────────────────────────────────────────────────────────────────────
 
 describe("usage", () => {
-  it("--version prints package.json's version", () => {
-    const r = cli("--version");
+  it("--version prints package.json's version", async () => {
+    const r = await cli("--version");
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(VERSION);
     const child = bin("--version");
@@ -639,9 +639,9 @@ describe("usage", () => {
     expect(child.stdout.trim()).toBe(VERSION);
   });
 
-  it("--help, -h, help and no arguments print the usage and exit 0", () => {
+  it("--help, -h, help and no arguments print the usage and exit 0", async () => {
     for (const args of [["--help"], ["-h"], ["help"], []]) {
-      const r = cli(...args);
+      const r = await cli(...args);
       expect(r.code, args.join(" ")).toBe(0);
       expect(r.stdout, args.join(" ")).toMatch(/usage:/);
       for (const command of ["check", "stats", "compile", "verify"]) expect(r.stdout).toContain(`dsv3 ${command}`);
@@ -651,8 +651,8 @@ describe("usage", () => {
     expect(child.stdout).toMatch(/usage:/);
   });
 
-  it("an unknown command exits 2 with DSV9009 (and a suggestion)", () => {
-    const r = cli("chek", V3);
+  it("an unknown command exits 2 with DSV9009 (and a suggestion)", async () => {
+    const r = await cli("chek", V3);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/error DSV9009: .*chek/);
     expect(r.stderr).toMatch(/check/);
@@ -661,9 +661,9 @@ describe("usage", () => {
     expect(child.stderr).toMatch(/error DSV9009: /);
   });
 
-  it("an unknown flag, or the wrong number of arguments, exits 2 with DSV9009", () => {
+  it("an unknown flag, or the wrong number of arguments, exits 2 with DSV9009", async () => {
     for (const args of [["check", V3, "--jsn"], ["check"], ["check", V3, V3], ["verify"]]) {
-      const r = cli(...args);
+      const r = await cli(...args);
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr, args.join(" ")).toMatch(/error DSV9009: /);
     }

@@ -111,7 +111,7 @@ interface CliCase {
   code: DiagnosticCode;
   what: string;
   /** Prepares files under `dir` (a fresh temporary directory) and returns the argv. */
-  run: (dir: string) => string[];
+  run: (dir: string) => string[] | Promise<string[]>;
 }
 
 const SPEC_CASES: readonly SpecCase[] = [
@@ -255,13 +255,29 @@ const SPEC_CASES: readonly SpecCase[] = [
 /** A spec with no schedule, for `compile`. */
 const NO_SCHEDULE = BASE.slice(0, BASE.indexOf("training train"));
 
-function compileInto(dir: string, out: string): void {
+async function compileInto(dir: string, out: string): Promise<void> {
   writeFileSync(join(dir, "tiny.dsv3"), BASE);
   const sink = { stdout: () => {}, stderr: (t: string) => { throw new Error(`compile failed: ${t}`); } };
-  if (runCli(["compile", join(dir, "tiny.dsv3"), "-o", out], sink) !== 0) throw new Error("compile failed");
+  if ((await runCli(["compile", join(dir, "tiny.dsv3"), "-o", out], sink)) !== 0) throw new Error("compile failed");
 }
 
 const CLI_CASES: readonly CliCase[] = [
+  {
+    code: "DSV9012",
+    what: "an expert-load file that is not JSON",
+    run: (dir) => {
+      writeFileSync(join(dir, "load.json"), "[[1, 2, 3,\n");
+      return ["eplb", "--load", join(dir, "load.json"), "--replicas", "4", "--groups", "1", "--nodes", "1", "--gpus", "2"];
+    },
+  },
+  {
+    code: "DSV9013",
+    what: "more GPUs than physical expert slots divide over",
+    run: (dir) => {
+      writeFileSync(join(dir, "load.json"), "[[10, 20, 30, 40]]\n");
+      return ["eplb", "--load", join(dir, "load.json"), "--replicas", "6", "--groups", "1", "--nodes", "1", "--gpus", "4"];
+    },
+  },
   { code: "DSV9001", what: "a spec that does not exist", run: (dir) => ["check", join(dir, "missing.dsv3")] },
   {
     code: "DSV9002",
@@ -284,8 +300,8 @@ const CLI_CASES: readonly CliCase[] = [
   {
     code: "DSV9004",
     what: "a bundle with a file deleted",
-    run: (dir) => {
-      compileInto(dir, join(dir, "bundle"));
+    run: async (dir) => {
+      await compileInto(dir, join(dir, "bundle"));
       unlinkSync(join(dir, "bundle", "stats.json"));
       return ["verify", join(dir, "bundle")];
     },
@@ -293,8 +309,8 @@ const CLI_CASES: readonly CliCase[] = [
   {
     code: "DSV9005",
     what: "a bundle with a file edited",
-    run: (dir) => {
-      compileInto(dir, join(dir, "bundle"));
+    run: async (dir) => {
+      await compileInto(dir, join(dir, "bundle"));
       const spec = join(dir, "bundle", "spec.json");
       writeFileSync(spec, readFileSync(spec, "utf8").replace('"name": "tiny"', '"name": "tinY"')); // same size, new hash
       return ["verify", join(dir, "bundle")];
@@ -303,8 +319,8 @@ const CLI_CASES: readonly CliCase[] = [
   {
     code: "DSV9006",
     what: "a bundle with a file added",
-    run: (dir) => {
-      compileInto(dir, join(dir, "bundle"));
+    run: async (dir) => {
+      await compileInto(dir, join(dir, "bundle"));
       writeFileSync(join(dir, "bundle", "notes.txt"), "added by hand\n");
       return ["verify", join(dir, "bundle")];
     },
@@ -312,8 +328,8 @@ const CLI_CASES: readonly CliCase[] = [
   {
     code: "DSV9007",
     what: "a bundle whose manifest was reformatted",
-    run: (dir) => {
-      compileInto(dir, join(dir, "bundle"));
+    run: async (dir) => {
+      await compileInto(dir, join(dir, "bundle"));
       const manifest = join(dir, "bundle", "manifest.json");
       writeFileSync(manifest, JSON.stringify(JSON.parse(readFileSync(manifest, "utf8"))));
       return ["verify", join(dir, "bundle")];
@@ -421,13 +437,13 @@ describe("command-line diagnostics", () => {
   });
 
   for (const [i, c] of CLI_CASES.entries()) {
-    it(`${c.code}: ${c.what}`, () => {
+    it(`${c.code}: ${c.what}`, async () => {
       const dir = join(root, `case-${i}`);
       mkdirSync(dir);
-      const argv = c.run(dir);
+      const argv = await c.run(dir);
       let stdout = "";
       let stderr = "";
-      const exit = runCli(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; } });
+      const exit = await runCli(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; } });
       expect(exit).not.toBe(0);
       const codes = [...stderr.matchAll(/\b(?:error|warning) (DSV\d{4}):/g)].map((m) => m[1]);
       expect(codes).toContain(c.code);

@@ -92,10 +92,11 @@ const pipelineShape = ruleForEach((ctx, s, at) => {
   }
   if (s.pipeline === "dualpipe" || s.pipeline === "dualpipev") {
     const min = 2 * pp;
-    if (mb < min || (s.pipeline === "dualpipe" && mb % 2 !== 0)) {
-      const even = s.pipeline === "dualpipe" ? "an even number of micro-batches, " : "";
-      const fix = Math.max(min, mb + (mb % 2));
-      ctx.report("DSV5006", `${at}.microbatches`, { pipeline: s.pipeline, min, mb }, `use microbatches = ${fix}${even ? "" : ""}`);
+    const even = s.pipeline === "dualpipe";
+    if (mb < min || (even && mb % 2 !== 0)) {
+      const requirement = even ? `an even number of micro-batches, at least 2·pp = ${min}` : `at least 2·pp = ${min} micro-batches`;
+      const fix = even ? Math.max(min, mb + (mb % 2)) : Math.max(min, mb);
+      ctx.report("DSV5006", `${at}.microbatches`, { pipeline: s.pipeline, requirement, mb }, `use microbatches = ${fix}`);
     }
   } else if (pp > 1 && mb < pp) {
     ctx.report("DSV5018", `${at}.microbatches`, { mb, pp }, `use microbatches ≥ ${pp}`);
