@@ -81,9 +81,15 @@ export function renderDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, str
     if (lineText !== null) {
       const gutter = String(d.span.line);
       const pad = " ".repeat(gutter.length);
-      const visible = lineText.replace(/\t/g, " ");
-      const start = Math.min(d.span.col - 1, visible.length);
-      const width = Math.max(1, Math.min(d.span.length, visible.length - start));
+      const full = lineText.replace(/\t/g, " ");
+      const col = Math.min(d.span.col - 1, full.length);
+      // A very long line (minified input, a fuzzer's output) is shown as a window around the caret.
+      const from = full.length > MAX_EXCERPT ? Math.max(0, col - EXCERPT_BEFORE) : 0;
+      const to = Math.min(full.length, from + MAX_EXCERPT);
+      const lead = from > 0 ? "…" : "";
+      const visible = `${lead}${full.slice(from, to)}${to < full.length ? "…" : ""}`;
+      const start = lead.length + col - from;
+      const width = Math.max(1, Math.min(d.span.length, to - col));
       out.push(` ${gutter} | ${visible}`);
       out.push(` ${pad} | ${" ".repeat(start)}^${"~".repeat(width - 1)}`);
     }
@@ -91,6 +97,10 @@ export function renderDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, str
   if (d.fix !== undefined) out.push(`  fix: ${d.fix}`);
   return out.join("\n");
 }
+
+/** Longest source excerpt shown under a diagnostic, and how much of it precedes the caret when cut. */
+const MAX_EXCERPT = 200;
+const EXCERPT_BEFORE = 80;
 
 function sourceLine(text: string, line: number): string | null {
   let start = 0;
