@@ -19,6 +19,7 @@ import { makeDiagnostic, renderDiagnostic, sortDiagnostics, type Diagnostic } fr
 import { readSourceFromDisk } from "../dsl/load.js";
 import { parseDocument } from "../dsl/parser.js";
 import plugin from "../dsl/prettier-plugin.js";
+import { describeSystemError } from "../dsl/system-error.js";
 import { writeFileAtomic } from "../runtime/atomic-file.js";
 
 export interface FmtOptions {
@@ -40,18 +41,6 @@ function display(file: string): string {
   return file.split(path.sep).join("/");
 }
 
-function ioReason(e: unknown): string {
-  switch ((e as { code?: unknown }).code) {
-    case "ENOENT": return "no such file";
-    case "EISDIR": return "it is a directory";
-    case "ENOTDIR": return "part of the path is a file, not a directory";
-    case "EACCES":
-    case "EPERM": return "permission denied";
-    case "ENOSPC": return "no space left on the device";
-    case "EROFS": return "the file system is read-only";
-    default: return e instanceof Error ? e.message : String(e);
-  }
-}
 
 /** `*.dsv3` under `dir`, depth first, each directory's entries in sorted order. */
 async function walk(dir: string): Promise<string[]> {
@@ -85,14 +74,14 @@ async function expand(args: readonly string[]): Promise<{ files: string[]; probl
     try {
       isDir = (await stat(arg)).isDirectory();
     } catch (e) {
-      problems.push(makeDiagnostic("DSV9001", null, { path: display(arg), reason: ioReason(e) }));
+      problems.push(makeDiagnostic("DSV9001", null, { path: display(arg), reason: describeSystemError(e) }));
       continue;
     }
     if (isDir) {
       try {
         for (const f of await walk(arg)) add(f);
       } catch (e) {
-        problems.push(makeDiagnostic("DSV9001", null, { path: display(arg), reason: ioReason(e) }));
+        problems.push(makeDiagnostic("DSV9001", null, { path: display(arg), reason: describeSystemError(e) }));
       }
     } else if (!arg.endsWith(".dsv3")) {
       problems.push(makeDiagnostic("DSV9011", null, { path: display(arg) }, "dsv3 fmt formats .dsv3 files only"));
@@ -125,7 +114,7 @@ export async function runFmt(files: string[], options: FmtOptions, io: FmtIo): P
     try {
       text = readSourceFromDisk(file);
     } catch (e) {
-      report([makeDiagnostic("DSV9001", null, { path: name, reason: ioReason(e) })]);
+      report([makeDiagnostic("DSV9001", null, { path: name, reason: describeSystemError(e) })]);
       failed = true;
       continue;
     }
@@ -152,7 +141,7 @@ export async function runFmt(files: string[], options: FmtOptions, io: FmtIo): P
     try {
       await writeFileAtomic(file, formatted);
     } catch (e) {
-      report([makeDiagnostic("DSV9008", null, { path: name, reason: ioReason(e) })]);
+      report([makeDiagnostic("DSV9008", null, { path: name, reason: describeSystemError(e) })]);
       failed = true;
       continue;
     }

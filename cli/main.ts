@@ -15,6 +15,7 @@ import type { Spec } from "../compiler/spec.js";
 import { COMPILER_VERSION } from "../compiler/version.js";
 import { makeDiagnostic, renderDiagnostic, type Diagnostic } from "../dsl/diagnostic.js";
 import { suggestionFix } from "../dsl/suggest.js";
+import { describeSystemError } from "../dsl/system-error.js";
 import { writeFileAtomic } from "../runtime/atomic-file.js";
 import { BundleError, writeBundle } from "../runtime/bundle-writer.js";
 import { verifyBundle } from "../runtime/bundle-verify.js";
@@ -259,7 +260,7 @@ async function emit(text: string, out: string | undefined, io: CliIo): Promise<n
   try {
     await writeFileAtomic(out, text);
   } catch (e) {
-    printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(out), reason: systemReason(e) })], new Map());
+    printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(out), reason: describeSystemError(e) })], new Map());
     return EXIT_ERRORS;
   }
   io.stdout(`wrote ${display(out)}\n`);
@@ -291,7 +292,7 @@ function readInputFile(file: string, io: CliIo): string | null {
   try {
     return readFileSync(file, "utf8");
   } catch (e) {
-    printDiagnostics(io, [makeDiagnostic("DSV9001", null, { path: display(file), reason: systemReason(e) })], new Map());
+    printDiagnostics(io, [makeDiagnostic("DSV9001", null, { path: display(file), reason: describeSystemError(e) })], new Map());
     return null;
   }
 }
@@ -352,7 +353,7 @@ async function runPipeline(rest: string[], values: Values, io: CliIo): Promise<n
     try {
       await writeFileAtomic(values.svg, result.svg);
     } catch (err) {
-      printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(values.svg), reason: systemReason(err) })], new Map());
+      printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(values.svg), reason: describeSystemError(err) })], new Map());
       return EXIT_ERRORS;
     }
   }
@@ -384,24 +385,10 @@ async function runEplb(rest: string[], values: Values, io: CliIo): Promise<numbe
   return EXIT_OK;
 }
 
-/** A system error in words (its raw text repeats the path). */
-function systemReason(e: unknown): string {
-  const code = (e as { code?: unknown } | undefined)?.code;
-  switch (code) {
-    case "ENOENT": return "no such file or directory";
-    case "EISDIR": return "it is a directory";
-    case "ENOTDIR": return "part of the path is a file, not a directory";
-    case "EACCES":
-    case "EPERM": return "permission denied";
-    case "ENOSPC": return "no space left on the device";
-    case "EROFS": return "the file system is read-only";
-    default: return e instanceof Error ? e.message : String(e);
-  }
-}
 
 /** Why a bundle write failed, in words. */
 function ioReason(e: BundleError): string {
-  return (e.cause as { code?: unknown } | undefined)?.code !== undefined ? systemReason(e.cause) : e.message;
+  return (e.cause as { code?: unknown } | undefined)?.code !== undefined ? describeSystemError(e.cause) : e.message;
 }
 
 function runVerify(dir: string, json: boolean, io: CliIo): number {

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Document } from "./ast.js";
+import { describeSystemError } from "./system-error.js";
 import { DiagnosticSink } from "./diagnostic.js";
 import { MAX_SOURCE_BYTES, parseDocument } from "./parser.js";
 
@@ -56,7 +57,7 @@ export function loadSpec(entry: string, read: SourceReader = readSourceFromDisk,
       try {
         imported = read(target);
       } catch (e) {
-        sink.report("DSV2009", item.pathSpan, { path: item.path, reason: readError(e) }, `the path is relative to ${path.posix.dirname(file) || "."}/`);
+        sink.report("DSV2009", item.pathSpan, { path: item.path, reason: describeSystemError(e) }, `the path is relative to ${path.posix.dirname(file) || "."}/`);
         continue;
       }
       done.add(target);
@@ -71,7 +72,7 @@ export function loadSpec(entry: string, read: SourceReader = readSourceFromDisk,
     try {
       text = read(entry);
     } catch (e) {
-      sink.report("DSV9001", null, { path: entry, reason: readError(e) });
+      sink.report("DSV9001", null, { path: entry, reason: describeSystemError(e) });
       return { documents, sources, diagnostics: sink };
     }
   }
@@ -79,11 +80,4 @@ export function loadSpec(entry: string, read: SourceReader = readSourceFromDisk,
   return { documents, sources, diagnostics: sink };
 }
 
-function readError(e: unknown): string {
-  const code = (e as { code?: string }).code;
-  if (code === "ENOENT") return "no such file";
-  if (code === "EISDIR") return "it is a directory";
-  if (code === "EACCES") return "permission denied";
-  return e instanceof Error ? e.message : String(e);
-}
 

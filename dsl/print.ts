@@ -7,6 +7,7 @@
  * idempotent. The formatter (`dsv3 fmt`, the prettier plugin) is built on this.
  */
 import type { Block, Comment, Document, Entry, Label, TopItem, Value } from "./ast.js";
+import { LineIndex } from "./line-index.js";
 
 const INDENT = "  ";
 const MAX_LIST_WIDTH = 100;
@@ -48,23 +49,16 @@ export function printValue(v: Value): string {
 class Printer {
   private readonly out: string[] = [];
   private next = 0; // index of the first comment not yet printed
-  private readonly lineStarts: number[] = [0];
+  private readonly lines: LineIndex | undefined;
 
   constructor(private readonly comments: readonly Comment[], private readonly source: string | undefined) {
-    if (source !== undefined) for (let i = 0; i < source.length; i++) if (source.charCodeAt(i) === 10) this.lineStarts.push(i + 1);
+    this.lines = source === undefined ? undefined : new LineIndex("", source);
   }
 
   /** The line (1-based) on which a node ends; without the source, where it starts. */
   private endLine(node: { span: { line: number; offset: number; length: number } }): number {
-    if (this.source === undefined) return node.span.line;
-    const last = node.span.offset + Math.max(0, node.span.length - 1);
-    let lo = 0, hi = this.lineStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.lineStarts[mid]! <= last) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo + 1;
+    if (this.lines === undefined) return node.span.line;
+    return this.lines.lineOf(node.span.offset + Math.max(0, node.span.length - 1));
   }
 
   private line(depth: number, text: string): void {

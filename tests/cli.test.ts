@@ -28,7 +28,7 @@ import { homedir, hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../cli/main.js";
+import { cli, type CliRun as Run } from "./fixtures/in-process-cli.js";
 import { verifyBundle } from "../runtime/bundle-verify.js";
 import { removeStaleTemporaries } from "../runtime/bundle-writer.js";
 
@@ -40,20 +40,6 @@ const SYNTAX = "tests/fixtures/cli-syntax-error.dsv3";
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string }).version;
 /** `file:line:col: error DSVxxxx: message`, the head line of every rendered diagnostic. */
 const DIAGNOSTIC_HEAD = /^(\S+?):(\d+):(\d+): error (DSV\d{4}): \S/m;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `dsv3 ARGS` in this process. Relative paths resolve against the repository root (vitest's cwd). */
-async function cli(...args: string[]): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  return { code, stdout, stderr };
-}
 
 /** The child-process tests run the compiled command: say how to get it when it is not there. */
 function requireDist(): void {

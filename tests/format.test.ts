@@ -27,6 +27,7 @@ import { readSourceFromDisk, type SourceReader } from "../dsl/load.js";
 import { dsv3Lexer, LineComment, NumberLit, RCurly, Unit } from "../dsl/lexer.js";
 import { parseDocument } from "../dsl/parser.js";
 import plugin, * as pluginModule from "../dsl/prettier-plugin.js";
+import { withoutPositions as strip } from "./fixtures/ast-shape.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PLUGIN_JS = path.join(REPO, "dist", "dsl", "prettier-plugin.js");
@@ -47,19 +48,6 @@ function dsv3Files(dir: string): string[] {
     .sort();
 }
 
-/** The AST without positions, for structural comparison. */
-function strip(x: unknown): unknown {
-  if (Array.isArray(x)) return x.map(strip);
-  if (x !== null && typeof x === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) {
-      if (k === "span" || k.endsWith("Span") || k === "file" || k === "comments") continue;
-      out[k] = strip(v);
-    }
-    return out;
-  }
-  return x;
-}
 
 function commentTexts(doc: Document): string[] {
   return doc.comments.map((c) => c.text).sort();

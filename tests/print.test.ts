@@ -2,7 +2,7 @@
  * The printer: print∘parse is the identity on generated documents and on generated valid specs;
  * printing is idempotent; the specs in specs/ are already in printed (canonical) form.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -11,22 +11,11 @@ import { parseDocument } from "../dsl/parser.js";
 import { printDocument } from "../dsl/print.js";
 import { checkSpecFile } from "../compiler/check/index.js";
 import { UNITS } from "../dsl/units.js";
+import { withoutPositions as strip } from "./fixtures/ast-shape.js";
+import { specFiles, validSpecText } from "./fixtures/generated-specs.js";
 
 const NO_SPAN = { file: "gen.dsv3", line: 1, col: 1, offset: 0, length: 0 };
 
-/** The AST without positions (spans and file names), for structural comparison. */
-function strip(x: unknown): unknown {
-  if (Array.isArray(x)) return x.map(strip);
-  if (x !== null && typeof x === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) {
-      if (k === "span" || k.endsWith("Span") || k === "file" || k === "comments") continue;
-      out[k] = strip(v);
-    }
-    return out;
-  }
-  return x;
-}
 
 // ── Generators ────────────────────────────────────────────────────────────────────────────────
 const KEYWORDS = new Set(["import", "preset"]);
@@ -121,104 +110,6 @@ describe("print∘parse", () => {
   });
 });
 
-// A generator of valid tiny model specs: every divisibility rule holds by construction.
-const validSpecText = fc
-  .record({
-    hiddenMul: fc.integer({ min: 1, max: 8 }),
-    heads: fc.constantFrom(1, 2, 4, 8),
-    layers: fc.integer({ min: 1, max: 8 }),
-    denseLayers: fc.integer({ min: 0, max: 8 }),
-    groups: fc.constantFrom(1, 2, 4),
-    perGroup: fc.integer({ min: 2, max: 4 }),
-    topK: fc.integer({ min: 1, max: 4 }),
-    shared: fc.integer({ min: 0, max: 2 }),
-    mtp: fc.integer({ min: 0, max: 2 }),
-    qLora: fc.option(fc.integer({ min: 4, max: 64 }), { nil: null }),
-    pp: fc.constantFrom(1, 2),
-    dualpipe: fc.boolean(),
-    epPow: fc.integer({ min: 0, max: 3 }),
-    comment: fc.boolean(),
-  })
-  .map((r) => {
-    const hidden = 16 * r.hiddenMul;
-    const dense = Math.min(r.denseLayers, r.layers - 1);
-    const experts = r.groups * r.perGroup;
-    const topGroups = Math.max(1, Math.ceil(r.groups / 2));
-    const topK = Math.min(r.topK, topGroups * r.perGroup);
-    const pp = Math.min(r.pp, r.layers);
-    const pipeline = r.dualpipe && pp % 2 === 0 ? "dualpipe" : "1f1b";
-    const mb = 2 * pp * 2;
-    const dp = 8 / pp;
-    let ep = 2 ** r.epPow;
-    while (experts % ep !== 0 || dp % ep !== 0) ep /= 2;
-    return [
-      r.comment ? "// generated spec\n" : "",
-      `model "gen" {`,
-      `  vocab = 1_000`,
-      `  hidden = ${hidden}`,
-      `  layers = ${r.layers}`,
-      `  dense_layers = ${dense}${r.comment ? " // leading dense layers" : ""}`,
-      `  attention mla {`,
-      `    heads = ${r.heads}`,
-      `    q_lora_rank = ${r.qLora ?? "none"}`,
-      `    kv_lora_rank = 16`,
-      `    qk_nope_dim = 8`,
-      `    qk_rope_dim = 4`,
-      `    v_head_dim = 8`,
-      `  }`,
-      dense > 0 ? `  ffn dense {\n    intermediate = ${hidden * 4}\n  }` : "",
-      `  ffn moe {`,
-      `    routed_experts = ${experts}`,
-      `    shared_experts = ${r.shared}`,
-      `    experts_per_token = ${topK}`,
-      `    intermediate = 32`,
-      `    gate {`,
-      `      groups = ${r.groups}`,
-      `      top_groups = ${topGroups}`,
-      `      bias_balancing {`,
-      `        update_speed = 0.001`,
-      `      }`,
-      `    }`,
-      `  }`,
-      r.mtp > 0 ? `  mtp {\n    depth = ${r.mtp}\n  }` : "",
-      `}`,
-      ``,
-      `precision {`,
-      `  mode = fp8`,
-      `  recompute = [rmsnorm]`,
-      `}`,
-      ``,
-      `cluster {`,
-      `  nodes = 2`,
-      `  gpus_per_node = 4`,
-      `  gpu = H200`,
-      `  nvlink = 160 GB/s`,
-      `  infiniband = 50 GB/s`,
-      `}`,
-      ``,
-      `training t {`,
-      `  pipeline = ${pipeline}`,
-      `  pp = ${pp}`,
-      `  microbatches = ${mb}`,
-      `  dp = ${dp}`,
-      `  ep = ${ep}`,
-      `  seq_len = 128`,
-      `  global_batch = ${dp * mb}`,
-      `}`,
-    ]
-      .filter((l) => l !== "")
-      .join("\n") + "\n";
-  });
-
-function specFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir).sort()) {
-    const p = path.join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...specFiles(p));
-    else if (e.endsWith(".dsv3")) out.push(p);
-  }
-  return out;
-}
 
 describe("the specs in specs/", () => {
   const files = specFiles("specs");

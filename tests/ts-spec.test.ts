@@ -5,7 +5,7 @@
  * The .ts fixtures under tests/fixtures/ts-specs/ are only ever read as text: no test imports or runs
  * one (one of them writes a file when run).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import fc from "fast-check";
@@ -21,7 +21,7 @@ import type { Spec } from "../compiler/spec.js";
 import { CATALOG, type DiagnosticCode } from "../dsl/diagnostic-catalog.js";
 import { renderDiagnostic, type Diagnostic } from "../dsl/diagnostic.js";
 import { MAX_NESTING } from "../dsl/parser.js";
-import { printDocument, quote } from "../dsl/print.js";
+import { printDocument } from "../dsl/print.js";
 import { UNITS } from "../dsl/units.js";
 import {
   BANDWIDTH_UNITS, BYTE_UNITS, cluster, decode, dense, DSL_TYPE_NAMES, DURATION_UNITS, FLOP_RATE_UNITS, GPU_PRESETS, H800, mla, model, moe,
@@ -31,6 +31,7 @@ import { checkTsSpecFile, isTsSpecFile } from "../dsl/ts/check-ts-spec.js";
 import { readTsSpec } from "../dsl/ts/read-ts-spec.js";
 import { MAX_TS_NODES } from "../dsl/ts/to-ast.js";
 import { toDocument } from "../dsl/ts/to-document.js";
+import { specFiles, validSpecText } from "./fixtures/generated-specs.js";
 import { checkSpecValue } from "../index.js";
 
 const FIXTURES = "tests/fixtures/ts-specs";
@@ -602,194 +603,6 @@ describe("the builder types (TypeScript compiler, real type checking)", () => {
 });
 
 // ── Round trip: Spec → exportTs → readTsSpec → checker → the same Spec ──────────────────────────
-/** Valid .dsv3 specs built so every rule holds, varying what the export has to write. */
-const validSpecText = fc
-  .record({
-    hiddenMul: fc.integer({ min: 1, max: 8 }),
-    modelName: fc.constantFrom("gen", "DeepSeek-V3", 'a "quoted" name', "tab\tand\\backslash", "ünïcødé ✓", ""),
-    clusterName: fc.constantFrom("gen-2x4", "two nodes", "x"),
-    trainingName: fc.constantFrom("t", "pre_train", "stage 1"),
-    vocab: fc.constantFrom("1_000", "129_280", "512"),
-    attention: fc.constantFrom("mla", "mha", "gqa"),
-    heads: fc.constantFrom(2, 4, 8),
-    kvDiv: fc.constantFrom(1, 2),
-    headDim: fc.constantFrom(8, 16),
-    qLora: fc.option(fc.integer({ min: 4, max: 64 }), { nil: null }),
-    theta: fc.constantFrom("10000", "500_000", "1e6"),
-    yarn: fc.option(fc.record({ factor: fc.constantFrom(4, 40, 2.5), mscale: fc.constantFrom("1.0", "0.707") }), { nil: null }),
-    layers: fc.integer({ min: 1, max: 8 }),
-    pattern: fc.oneof(fc.constant(null), fc.array(fc.boolean(), { minLength: 8, maxLength: 8 })),
-    denseLayers: fc.integer({ min: 0, max: 8 }),
-    groups: fc.constantFrom(1, 2, 4),
-    perGroup: fc.integer({ min: 2, max: 4 }),
-    topK: fc.integer({ min: 1, max: 4 }),
-    shared: fc.integer({ min: 0, max: 2 }),
-    sigmoid: fc.boolean(),
-    routedScale: fc.constantFrom("1.0", "2.5", "16"),
-    auxWeight: fc.constantFrom("0", "0.0001", "3e-3"),
-    mtp: fc.integer({ min: 0, max: 2 }),
-    normEps: fc.constantFrom("1e-6", "1e-5"),
-    tie: fc.boolean(),
-    fp8: fc.boolean(),
-    format: fc.constantFrom("e4m3", "e5m2"),
-    promotion: fc.constantFrom(32, 64, 128),
-    keep: fc.array(fc.constantFrom("none", "bf16", "fp32"), { minLength: 5, maxLength: 5 }),
-    recompute: fc.subarray(["rmsnorm", "mla_up_proj", "swiglu", "rope"]),
-    optimizer: fc.constantFrom("fp32", "bf16"),
-    cacheDefault: fc.constantFrom("e4m3", "e5m2", "bf16"),
-    cache: fc.subarray(["attn_out_proj_input", "swiglu_input", "moe_dispatch", "moe_combine"]),
-    cacheFormat: fc.constantFrom("e4m3", "e5m6", "bf16", "fp32"),
-    gpu: fc.oneof(
-      fc.constantFrom("H800", "H100", "H200"),
-      fc.record({
-        name: fc.constantFrom("B200", "custom gpu", "MI300X"),
-        fp8: fc.constantFrom("1979 TFLOP/s", "4.5 PFLOP/s", "2500 TFLOP/s"),
-        hbm: fc.constantFrom("80 GB", "96 GiB", "192 GB", "141 GB"),
-        bandwidth: fc.constantFrom("3.35 TB/s", "8 TB/s", "2039 GB/s", "4800 GiB/s"),
-        sms: fc.constantFrom(132, 114, 148),
-      }),
-    ),
-    nvlink: fc.constantFrom("160 GB/s", "450 GB/s", "1.8 TB/s", "900 GB/s"),
-    infiniband: fc.constantFrom("50 GB/s", "25 GB/s", "12.5 GB/s", "100 GiB/s"),
-    pp: fc.constantFrom(1, 2),
-    dualpipe: fc.boolean(),
-    epPow: fc.integer({ min: 0, max: 3 }),
-    zero: fc.constantFrom(0, 1),
-    nodeLimit: fc.boolean(),
-    commSms: fc.constantFrom(0, 20),
-    prefill: fc.boolean(),
-    decode: fc.boolean(),
-    servingTp: fc.constantFrom(1, 2),
-    batchPerGpu: fc.integer({ min: 1, max: 64 }),
-  })
-  .map((r) => {
-    const hidden = 16 * r.hiddenMul;
-    const layers = r.layers;
-    // Layer kinds: the leading-dense form, or any mix with at least one MoE layer.
-    let kinds: ("dense" | "moe")[];
-    if (r.pattern === null) {
-      const dense = Math.min(r.denseLayers, layers - 1);
-      kinds = Array.from({ length: layers }, (_, i) => (i < dense ? "dense" : "moe"));
-    } else {
-      kinds = r.pattern.slice(0, layers).map((b) => (b ? "dense" : "moe"));
-      if (!kinds.includes("moe")) kinds[layers - 1] = "moe";
-    }
-    const hasDense = kinds.includes("dense");
-    const indices = (k: string): string => `[${kinds.flatMap((x, i) => (x === k ? [String(i)] : [])).join(", ")}]`;
-    const experts = r.groups * r.perGroup;
-    const topGroups = Math.max(1, Math.ceil(r.groups / 2));
-    const topK = Math.min(r.topK, topGroups * r.perGroup);
-    const pp = Math.min(r.pp, layers);
-    const pipeline = r.dualpipe && pp % 2 === 0 ? "dualpipe" : "1f1b";
-    const mb = 2 * pp * 2;
-    const dp = 8 / pp;
-    let ep = 2 ** r.epPow;
-    while (experts % ep !== 0 || dp % ep !== 0) ep /= 2;
-    let servingEp = 8;
-    while (experts % servingEp !== 0) servingEp /= 2;
-    const tp = r.heads % r.servingTp === 0 ? r.servingTp : 1;
-    const kvHeads = r.attention === "gqa" ? r.heads / r.kvDiv : r.heads;
-    const attention = r.attention === "mla"
-      ? [`  attention mla {`, `    heads = ${r.heads}`, `    q_lora_rank = ${r.qLora ?? "none"}`, `    kv_lora_rank = 16`, `    qk_nope_dim = 8`, `    qk_rope_dim = 4`, `    v_head_dim = 8`]
-      : [`  attention ${r.attention} {`, `    heads = ${r.heads}`, `    kv_heads = ${kvHeads}`, `    head_dim = ${r.headDim}`];
-    const parts = ["embedding", "output_head", "moe_gate", "norm", "attention_core"];
-    const keepOf = (dtype: string): string => `[${parts.filter((_, i) => r.keep[i] === dtype).join(", ")}]`;
-    const gpu = typeof r.gpu === "string"
-      ? [`  gpu = ${r.gpu}`]
-      : [`  gpu {`, `    name = "${r.gpu.name}"`, `    fp8_peak = ${r.gpu.fp8}`, `    bf16_peak = 989 TFLOP/s`, `    hbm = ${r.gpu.hbm}`, `    hbm_bandwidth = ${r.gpu.bandwidth}`, `    sms = ${r.gpu.sms}`, `  }`];
-    const serving = (kind: "prefill" | "decode"): string[] => [
-      `${kind} ${kind}_unit {`,
-      `  gpus = 8`,
-      `  attention {`, `    tp = ${tp}`, `    sp = ${tp > 1}`, `    dp = ${8 / tp}`, `  }`,
-      `  moe {`, `    ep = ${servingEp}`, r.shared > 0 && kind === "decode" ? `    shared_as_routed = true` : "", `  }`,
-      `  batch_per_gpu = ${r.batchPerGpu}`,
-      `  seq_len = 64`,
-      kind === "decode" ? `  mtp_speculation = ${Math.min(1, r.mtp)}` : "",
-      `}`,
-    ];
-    return [
-      `model ${quote(r.modelName)} {`,
-      `  vocab = ${r.vocab}`,
-      `  hidden = ${hidden}`,
-      `  layers = ${layers}`,
-      r.pattern === null ? `  dense_layers = ${kinds.filter((k) => k === "dense").length}` : `  layer_pattern {\n    ${hasDense ? `dense = ${indices("dense")}\n    ` : ""}moe = ${indices("moe")}\n  }`,
-      `  norm_eps = ${r.normEps}`,
-      `  tie_embeddings = ${r.tie}`,
-      `  max_positions = 256`,
-      ...attention,
-      `    rope {`,
-      `      theta = ${r.theta}`,
-      r.yarn ? `      yarn {\n        factor = ${r.yarn.factor}\n        original_context = 64\n        mscale = ${r.yarn.mscale}\n        mscale_all_dim = ${r.yarn.mscale}\n      }` : "",
-      `    }`,
-      `  }`,
-      hasDense ? `  ffn dense {\n    intermediate = ${hidden * 4}\n  }` : "",
-      `  ffn moe {`,
-      `    routed_experts = ${experts}`,
-      `    shared_experts = ${r.shared}`,
-      `    experts_per_token = ${topK}`,
-      `    intermediate = 32`,
-      `    gate {`,
-      `      scoring = ${r.sigmoid ? "sigmoid" : "softmax"}`,
-      `      groups = ${r.groups}`,
-      `      top_groups = ${topGroups}`,
-      r.sigmoid ? `      bias_balancing {\n        update_speed = 0.001\n      }` : "",
-      `      routed_scale = ${r.routedScale}`,
-      `      seq_aux_loss_weight = ${r.auxWeight}`,
-      `    }`,
-      `  }`,
-      r.mtp > 0 ? `  mtp {\n    depth = ${r.mtp}\n  }` : "",
-      `}`,
-      ``,
-      `precision {`,
-      `  mode = ${r.fp8 ? "fp8" : "bf16"}`,
-      `  format = ${r.format}`,
-      `  promotion_interval = ${r.promotion}`,
-      `  keep_bf16 = ${keepOf("bf16")}`,
-      `  keep_fp32 = ${keepOf("fp32")}`,
-      `  optimizer_states = ${r.optimizer}`,
-      `  activation_cache {`,
-      `    default = ${r.cacheDefault}`,
-      ...r.cache.map((p) => `    ${p} {\n      format = ${r.cacheFormat}\n    }`),
-      `  }`,
-      `  recompute = [${r.recompute.join(", ")}]`,
-      `}`,
-      ``,
-      `cluster ${quote(r.clusterName)} {`,
-      `  nodes = 2`,
-      `  gpus_per_node = 4`,
-      ...gpu,
-      `  nvlink = ${r.nvlink}`,
-      `  infiniband = ${r.infiniband}`,
-      `}`,
-      ``,
-      `training ${quote(r.trainingName)} {`,
-      `  pipeline = ${pipeline}`,
-      `  pp = ${pp}`,
-      `  microbatches = ${mb}`,
-      `  dp = ${dp}`,
-      `  ep = ${ep}`,
-      `  zero = ${r.zero}`,
-      `  node_limit = ${r.nodeLimit ? 1 : "none"}`,
-      `  comm_sms = ${r.commSms}`,
-      `  seq_len = 128`,
-      `  global_batch = ${dp * mb}`,
-      `}`,
-      ...(r.prefill ? ["", ...serving("prefill")] : []),
-      ...(r.decode ? ["", ...serving("decode")] : []),
-    ]
-      .filter((l) => l !== "")
-      .join("\n") + "\n";
-  });
-
-function specFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir).sort()) {
-    const p = path.join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...specFiles(p));
-    else if (e.endsWith(".dsv3")) out.push(p);
-  }
-  return out;
-}
 
 async function roundTrip(spec: Spec): Promise<string> {
   const text = await exportTs(spec, { source: "gen.dsv3" });

@@ -18,21 +18,16 @@ preset H800 {
 }
 
 preset H100 {
+  ...H800
   name = "H100"
-  fp8_peak = 1979 TFLOP/s
-  bf16_peak = 989 TFLOP/s
-  hbm = 80 GB
-  hbm_bandwidth = 3.35 TB/s
-  sms = 132
 }
 
+// The same SM as the H800 and H100, with more and faster HBM (HBM3e).
 preset H200 {
+  ...H800
   name = "H200"
-  fp8_peak = 1979 TFLOP/s
-  bf16_peak = 989 TFLOP/s
   hbm = 141 GB
   hbm_bandwidth = 4.8 TB/s
-  sms = 132
 }
 `;
 

@@ -33,6 +33,7 @@ import type { Attribute, Block, Document, Entry, Label, NumberValue, Value } fro
 import { DiagnosticSink, sortDiagnostics, type Diagnostic } from "../../dsl/diagnostic.js";
 import { MAX_SOURCE_BYTES } from "../../dsl/parser.js";
 import { printDocument } from "../../dsl/print.js";
+import { LineIndex } from "../../dsl/line-index.js";
 import type { Span } from "../../dsl/span.js";
 import { checkDocuments } from "../check/index.js";
 import { numberLiteral, quantityLiteral } from "../spec-to-ast.js";
@@ -130,21 +131,15 @@ class JsonSyntaxError extends Error {
 /** A strict JSON (RFC 8259) reader that keeps the span of every key and value. */
 class JsonReader {
   private pos = 0;
-  private readonly lineStarts: number[] = [0];
+  private readonly lines: LineIndex;
 
-  constructor(private readonly text: string, private readonly file: string) {
-    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 10) this.lineStarts.push(i + 1);
+  constructor(private readonly text: string, file: string) {
+    this.lines = new LineIndex(file, text);
     if (text.charCodeAt(0) === 0xfeff) this.pos = 1; // a byte-order mark
   }
 
   span(offset: number, length: number): Span {
-    let lo = 0, hi = this.lineStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.lineStarts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { file: this.file, line: lo + 1, col: offset - this.lineStarts[lo]! + 1, offset, length };
+    return this.lines.span(offset, length);
   }
 
   read(): JsonValue {

@@ -6,6 +6,7 @@
 import { checkDocuments, type CheckFileResult } from "../../compiler/check/index.js";
 import { makeDiagnostic, sortDiagnostics } from "../diagnostic.js";
 import { readSourceFromDisk, type SourceReader } from "../load.js";
+import { describeSystemError } from "../system-error.js";
 import { readTsSpec } from "./read-ts-spec.js";
 
 /** Whether `file` is a TypeScript spec by its name (`.ts`, `.mts`, `.cts`; not `.d.ts`). */
@@ -20,9 +21,7 @@ export function checkTsSpecFile(file: string, read: SourceReader = readSourceFro
     try {
       source = read(file);
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      const reason = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : e instanceof Error ? e.message : String(e);
-      return { spec: null, diagnostics: [makeDiagnostic("DSV9001", null, { path: file, reason })], sources: new Map() };
+      return { spec: null, diagnostics: [makeDiagnostic("DSV9001", null, { path: file, reason: describeSystemError(e) })], sources: new Map() };
     }
   }
   const sources = new Map([[file, source]]);

@@ -19,6 +19,7 @@
  * The value is converted to the AST of the text language (to-ast.ts) with spans into the .ts file,
  * so the checker's own diagnostics ("heads not divisible by tp") point into the .ts source too.
  */
+import { LineIndex } from "../line-index.js";
 import {
   Node, Project, SyntaxKind, ts, VariableDeclarationKind,
   type ArrayLiteralExpression, type BinaryExpression, type CallExpression, type Expression, type ImportDeclaration,
@@ -87,7 +88,7 @@ export function readTsSpec(file: string, text: string): ReadTsResult {
 }
 
 class TsSpecReader {
-  private readonly lineStarts: number[] = [0];
+  private readonly lines: LineIndex;
   private readonly symbols = new Map<string, Sym>();
   /** Top-level names declared anywhere in the file, with the line of their declaration. */
   private readonly declaredAt = new Map<string, number>();
@@ -98,7 +99,7 @@ class TsSpecReader {
   private tooDeepReported = false;
 
   constructor(private readonly file: string, text: string, private readonly source: SourceFile, private readonly sink: DiagnosticSink) {
-    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 10) this.lineStarts.push(i + 1);
+    this.lines = new LineIndex(file, text);
   }
 
   read(): Document | null {
@@ -156,13 +157,7 @@ class TsSpecReader {
   }
 
   private spanAt(offset: number, length: number): Span {
-    let lo = 0, hi = this.lineStarts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.lineStarts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { file: this.file, line: lo + 1, col: offset - this.lineStarts[lo]! + 1, offset, length };
+    return this.lines.span(offset, length);
   }
 
   private spanOf(node: Node): Span {
