@@ -81,7 +81,7 @@ export function renderDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, str
     if (lineText !== null) {
       const gutter = String(d.span.line);
       const pad = " ".repeat(gutter.length);
-      const full = lineText.replace(/\t/g, " ");
+      const full = lineText.replace(/[\t\r]/g, " ");
       const col = Math.min(d.span.col - 1, full.length);
       // A very long line (minified input, a fuzzer's output) is shown as a window around the caret.
       const from = full.length > MAX_EXCERPT ? Math.max(0, col - EXCERPT_BEFORE) : 0;

@@ -109,4 +109,5 @@ export const ALL_TOKENS = [
   DotDot,
 ];
 
-export const dsv3Lexer = new Lexer(ALL_TOKENS, { ensureOptimizations: false, positionTracking: "full" });
+// Only "\n" ends a line (a lone "\r" is white space), as in diagnostics, the printer and LineIndex.
+export const dsv3Lexer = new Lexer(ALL_TOKENS, { ensureOptimizations: false, positionTracking: "full", lineTerminatorsPattern: /\n/g, lineTerminatorCharacters: ["\n"] });

@@ -269,7 +269,7 @@ function checkNesting(file: string, tokens: IToken[], sink: DiagnosticSink): { t
       startOffset: offset,
       endOffset: offset,
       startLine: next?.startLine ?? list[list.length - 1]!.endLine ?? 1,
-      startColumn: next?.startColumn ?? 1,
+      startColumn: next?.startColumn ?? (list[list.length - 1]!.endColumn ?? 0) + 1,
       isInsertedInRecovery: true,
     };
     list.splice(at, 0, inserted);
@@ -332,8 +332,10 @@ export function parseDocument(text: string, file: string): ParseResult {
   const cst = parser.document();
   for (const e of parser.errors) {
     const t = e.token;
-    const atEnd = t.tokenType === EOF || Number.isNaN(t.startOffset);
-    if (atEnd && nesting.unclosed) continue; // already reported where the bracket opens
+    // Closers put back by checkNesting sit past the end of the text: they count as the end too.
+    const atEnd = t.tokenType === EOF || Number.isNaN(t.startOffset) || t.startOffset >= text.length;
+    // Already reported where the bracket opens (DSV1005): nothing to add at the end or at a closer put back.
+    if ((atEnd || t.isInsertedInRecovery === true) && nesting.unclosed) continue;
     const span = atEnd ? endSpan(file, text) : spanOfToken(file, t);
     if (seen.has(span.offset)) continue;
     seen.add(span.offset);

@@ -21,3 +21,24 @@ describe("renderDiagnostic", () => {
     expect(excerpt![caret!.indexOf("^")]).toBe("@");
   });
 });
+
+describe("line endings", () => {
+  it("counts only \\n as a line break: a lone \\r is white space for the lexer, the excerpt and the caret", async () => {
+    const { parseDocument } = await import("../dsl/parser.js");
+    const text = 'model {\r  x = "abc\r  y = 1\n}\n';
+    const r = parseDocument(text, "cr.dsv3");
+    const d = r.diagnostics.all.find((x) => x.code === "DSV1002");
+    expect(d?.span).toMatchObject({ line: 1, col: 15 });
+    const [, excerpt, caret] = renderDiagnostic(d!, new Map([["cr.dsv3", text]])).split("\n");
+    expect(excerpt).toBe(' 1 | model {   x = "abc   y = 1');
+    expect(excerpt![caret!.indexOf("^")]).toBe('"');
+  });
+
+  it("handles \\r\\n files like \\n files", async () => {
+    const { checkSpecFile } = await import("../compiler/check/index.js");
+    const { readFileSync } = await import("node:fs");
+    const lf = readFileSync("specs/tiny.dsv3", "utf8");
+    const crlf = lf.replace(/\n/g, "\r\n");
+    expect(checkSpecFile("t.dsv3", undefined, crlf).spec).toEqual(checkSpecFile("t.dsv3", undefined, lf).spec);
+  });
+});
