@@ -13,6 +13,7 @@ import type {
   LayerRun, ModelSpec, MoeSpec, PrecisionSpec, RecomputePart, RopeSpec, ScheduleSpec, ServingSchedule, Spec, TrainingSchedule,
 } from "../spec.js";
 import { SPEC_VERSION } from "../spec.js";
+import { yarnSoftmaxScale } from "../yarn.js";
 import type { ReadBlock } from "./read-blocks.js";
 import { CACHE_POINTS, HIGH_PRECISION_PARTS, type AttrValue, type LayerSet } from "./vocabulary.js";
 
@@ -118,11 +119,6 @@ function label(rb: ReadBlock | undefined, fallback: string): string {
   return rb?.labels[0]?.value ?? fallback;
 }
 
-/** YaRN's attention temperature: 0.1·m·ln(factor) + 1 (1 when the factor does not extend). */
-export function yarnMscale(factor: number, m: number): number {
-  return factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1;
-}
-
 function buildRope(f: Fields, index: SpanIndex): RopeSpec {
   const rope = new Fields(f.block("rope"), "model.attention.rope", index);
   const yarnBlock = rope.block("yarn");
@@ -146,7 +142,7 @@ function buildAttention(rb: ReadBlock | undefined, index: SpanIndex): AttentionS
   const f = new Fields(rb, "model.attention", index);
   const kind = (rb?.labels[0]?.value ?? "mla") as "mla" | "mha" | "gqa";
   const rope = buildRope(f, index);
-  const temperature = rope.yarn ? yarnMscale(rope.yarn.factor, rope.yarn.mscaleAllDim) ** 2 : 1;
+
   if (kind === "mla") {
     const nope = f.num("qk_nope_dim", "qkNopeHeadDim");
     const ropeDim = f.num("qk_rope_dim", "qkRopeHeadDim");
@@ -159,12 +155,12 @@ function buildAttention(rb: ReadBlock | undefined, index: SpanIndex): AttentionS
       qkRopeHeadDim: ropeDim,
       vHeadDim: f.num("v_head_dim"),
       rope,
-      softmaxScale: (nope + ropeDim) ** -0.5 * temperature,
+      softmaxScale: yarnSoftmaxScale(nope + ropeDim, rope),
     };
   }
   const heads = f.num("heads");
   const headDim = f.num("head_dim");
-  return { kind, heads, kvHeads: f.optNum("kv_heads") ?? heads, headDim, rope, softmaxScale: headDim ** -0.5 * temperature };
+  return { kind, heads, kvHeads: f.optNum("kv_heads") ?? heads, headDim, rope, softmaxScale: yarnSoftmaxScale(headDim, rope) };
 }
 
 function buildMoe(rb: ReadBlock, index: SpanIndex): MoeSpec {
