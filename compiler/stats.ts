@@ -410,3 +410,71 @@ export function computeStats(spec: Spec, options: StatsOptions = {}): Stats {
     },
   };
 }
+
+// ── Per-layer figures for the planner (compiler/plan) ──────────────────────────────────────────
+// The same formulas `computeStats` sums, one layer or one module at a time. Adding these changes
+// none of `computeStats`'s outputs.
+
+/** Parameters of one layer, one expert, one MTP module, …, of a model. */
+export interface LayerParamFigures {
+  /** One layer's attention matmul weights (MLA: q_a, q_b or q, kv_a, kv_b, o). */
+  attentionMatmul: number;
+  /** One layer's MLA latent RMSNorm weights (0 for MHA/GQA). */
+  attentionNorms: number;
+  /** One layer's input and post-attention RMSNorm weights (2·hidden). */
+  layerNorms: number;
+  /** The FFN of one dense layer (0 when the model has no dense FFN). */
+  denseFfn: number;
+  /** One routed (or shared) expert (0 when the model has no MoE). */
+  expert: number;
+  routedExperts: number;
+  sharedExperts: number;
+  /** The gate's weight (routedExperts·hidden) and, with bias balancing, its bias (routedExperts). */
+  gateWeight: number;
+  gateBias: number;
+  /** vocab·hidden: the embedding table, and the output head when untied. */
+  table: number;
+  finalNorm: number;
+  /** One MTP module's own parameters (ParamStats.mtp / depth): norms, eh_proj, its block. */
+  mtpModule: number;
+  /** One MTP module's eh_proj (2·hidden → hidden). */
+  mtpEhProj: number;
+  /** One MTP module's enorm, hnorm and shared_head norm (3·hidden). */
+  mtpNorms: number;
+  /** Whether the MTP module's block is a MoE block (else dense). */
+  mtpBlockIsMoe: boolean;
+}
+
+/** Per-layer parameter figures of `model` (see {@link LayerParamFigures}). */
+export function layerParamFigures(model: ModelSpec): LayerParamFigures {
+  const { hidden, vocab, attention } = model;
+  const attn = attentionParams(attention, hidden);
+  const moe = model.moe === null ? null : moeParams(model.moe, hidden);
+  const denseFfn = model.denseFfn === null ? 0 : denseFfnParams(model.denseFfn, hidden);
+  const expert = model.moe === null ? 0 : ffnMatrices(model.moe.activation) * hidden * model.moe.expertIntermediate;
+  const mtpEhProj = 2 * hidden * hidden;
+  const mtpNorms = 3 * hidden;
+  const block = moe === null ? denseFfn : moe.routed + moe.shared + moe.gateWeight + moe.gateBias;
+  return {
+    attentionMatmul: attn.matmul,
+    attentionNorms: attn.norms,
+    layerNorms: 2 * hidden,
+    denseFfn,
+    expert,
+    routedExperts: model.moe?.routedExperts ?? 0,
+    sharedExperts: model.moe?.sharedExperts ?? 0,
+    gateWeight: moe?.gateWeight ?? 0,
+    gateBias: moe?.gateBias ?? 0,
+    table: vocab * hidden,
+    finalNorm: hidden,
+    mtpModule: mtpNorms + mtpEhProj + attn.matmul + attn.norms + 2 * hidden + block,
+    mtpEhProj,
+    mtpNorms,
+    mtpBlockIsMoe: moe !== null,
+  };
+}
+
+/** The attention core's FLOPs for one token in one layer at average causal context `ctx`. */
+export function attentionCoreFlopsPerToken(attention: AttentionSpec, ctx: number): number {
+  return attentionCoreFlops(attention, ctx);
+}

@@ -145,6 +145,11 @@ export const CATALOG = {
   DSV6017: { severity: "error", template: "the default export must be spec({{ … }}); found {found}" },
   DSV6018: { severity: "error", template: "the spec expands to more than {max} values" },
   DSV6019: { severity: "error", template: "{builder}() expects {expected} as its {which}; found {found}" },
+
+  // ── 55xx: plans ─────────────────────────────────────────────────────────────────────────────
+  DSV5501: { severity: "error", template: "schedule '{schedule}' does not fit in memory: GPU {gpu} ({where}) needs {need} but has {budget}; largest: {items}" },
+  DSV5502: { severity: "error", template: "schedule '{schedule}': the KV cache needs {need} tokens per GPU ({detail}) but GPU {gpu} has room for {capacity}" },
+  DSV5503: { severity: "error", template: "schedule '{schedule}': cannot place the experts: {message}" },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type DiagnosticCode = keyof typeof CATALOG;

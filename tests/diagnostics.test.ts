@@ -378,13 +378,14 @@ function memoryReader(files: Readonly<Record<string, string>>): SourceReader {
  * the family is triggered there.
  */
 const DELEGATED: Readonly<Record<string, string>> = {
+  DSV55: "tests/plan.test.ts", // plans (memory, KV cache, expert placement)
   DSV6: "tests/ts-spec.test.ts", // TypeScript specs
   DSV7: "tests/hf.test.ts", // Hugging Face configs
   DSV8: "tests/format.test.ts", // the formatter
 };
 
 function familySuite(code: string): string | undefined {
-  return DELEGATED[code.slice(0, 4)];
+  return DELEGATED[code.slice(0, 5)] ?? DELEGATED[code.slice(0, 4)];
 }
 
 function codesIn(list: readonly { code: string }[]): string[] {
