@@ -455,7 +455,7 @@ describe("(c) absurd sizes", () => {
     ["hidden = 1e12", () => v3With("hidden = 7168", "hidden = 1e12"), "DSV3005"],
     ["layer_pattern dense = 0..999999999999", () => v3With(/dense_layers = 3[^\n]*/, "layer_pattern { dense = 0..999999999999 }"), "DSV3005"],
     ["layer_pattern moe = 3..10^12 with dense = 0..2", () => v3With(/dense_layers = 3[^\n]*/, "layer_pattern {\n dense = 0..2\n moe = 3..1_000_000_000_000\n }"), "DSV3005"],
-    ["microbatches = 10^15", () => v3With("microbatches = 40", "microbatches = 1_000_000_000_000_000"), "DSV3005"],
+    ["microbatches = 10^15", () => v3With("microbatches = 120", "microbatches = 1_000_000_000_000_000"), "DSV3005"],
     ["gpus = 10^12 (decode)", () => v3With("gpus = 320", "gpus = 1_000_000_000_000"), "DSV3005"],
     ["global_batch = 1e308", () => v3With("global_batch = 15360", "global_batch = 1e308"), "DSV3005"],
     ["vocab = 1e309 (not representable)", () => v3With("vocab = 129_280", "vocab = 1e309"), "DSV1006"],
@@ -479,7 +479,7 @@ describe("(c) absurd sizes", () => {
       ["layers = 61", "layers = 1_000_000_000_000"],
       ["routed_experts = 256", "routed_experts = 1_000_000_000"],
       ["hidden = 7168", "hidden = 1e12"],
-      ["microbatches = 40", "microbatches = 1_000_000_000_000_000"],
+      ["microbatches = 120", "microbatches = 1_000_000_000_000_000"],
     ] as const) text = text.replace(from, to);
     const files = new Map(SPECS);
     files.set(CLUSTER, SPECS.get(CLUSTER)!.replace("nodes = 256", "nodes = 1_000_000_000_000").replace("gpus_per_node = 8", "gpus_per_node = 1e9"));

@@ -462,7 +462,7 @@ describe("the builders, run", () => {
       precision,
       cluster: cluster("h800-2048", { nodes: 256, gpus_per_node: 8, gpu: H800, nvlink: "160 GB/s", infiniband: "50 GB/s" }),
       schedules: [
-        training("train", { ...batch, pipeline: "dualpipe", pp: 16, microbatches: 40, dp: 128, ep: 64, zero: 1, node_limit: 4, comm_sms: 20, global_batch: 15360 }),
+        training("train", { ...batch, pipeline: "dualpipe", pp: 16, microbatches: 120, dp: 128, ep: 64, zero: 1, node_limit: 4, comm_sms: 20, global_batch: 15360 }),
         prefill("prefill", { ...batch, gpus: 32, attention: { tp: 4, sp: true, dp: 8 }, moe: { ep: 32, redundant_experts: 32 }, microbatches: 2, batch_per_gpu: 4 }),
         decode("decode", { ...batch, gpus: 320, attention: { tp: 4, sp: true, dp: 80 }, moe: { ep: 320, redundant_experts: 64, shared_as_routed: true }, microbatches: 2, batch_per_gpu: 128, mtp_speculation: 1 }),
       ],
