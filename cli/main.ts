@@ -32,6 +32,7 @@ usage:
   dsv3 check FILE [--json]                        check a spec (.dsv3 or .ts); list its schedules
   dsv3 stats FILE [--schedule NAME] [--json]      parameters, KV cache, FLOPs per token
   dsv3 compile FILE --schedule NAME -o DIR        write a bundle (atomically) to DIR
+  dsv3 plan FILE --schedule NAME [--json]         the per-GPU plan: stages, experts, memory, traffic
   dsv3 verify DIR                                 re-hash a bundle; non-zero if tampered
   dsv3 fmt [--check] FILE|DIR...                  format .dsv3 files in place (canonical form)
   dsv3 export FILE --to dsv3|ts|hf [-o OUT]       the Spec as canonical .dsv3, a TypeScript spec, or a HF config
@@ -49,7 +50,7 @@ const EXIT_OK = 0;
 const EXIT_ERRORS = 1;
 const EXIT_USAGE = 2;
 
-const COMMANDS = ["check", "stats", "compile", "verify", "fmt", "export", "import-hf", "pipeline", "eplb"] as const;
+const COMMANDS = ["check", "stats", "plan", "compile", "verify", "fmt", "export", "import-hf", "pipeline", "eplb"] as const;
 type Command = (typeof COMMANDS)[number];
 
 function usageError(io: CliIo, message: string, fix?: string): number {
@@ -135,6 +136,7 @@ const OPTIONS = {
 const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
+  plan: ["json", "schedule"],
   compile: ["schedule", "out"],
   verify: ["json"],
   fmt: ["check"],
@@ -216,7 +218,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   if (!spec) return EXIT_ERRORS;
   if (cmd === "export") return runExport(spec, target, values, io);
 
-  const schedule = pickSchedule(spec, values.schedule, cmd === "compile");
+  const schedule = pickSchedule(spec, values.schedule, cmd === "compile" || cmd === "plan");
   if (schedule !== null && typeof schedule !== "string") {
     printDiagnostics(io, [schedule], new Map());
     return schedule.code === "DSV9009" ? EXIT_USAGE : EXIT_ERRORS;
@@ -226,14 +228,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stdout(values.json ? toJson(stats) : formatStatsText(stats));
     return EXIT_OK;
   }
-  return runCompile(spec, schedule!, toJson(stats), values.out, io);
+  if (cmd === "compile" && values.out === undefined) return usageError(io, "'dsv3 compile' needs -o DIR");
+  const { buildPlan, planBundleFiles, planJson, planSummaryText } = await import("../compiler/plan/index.js");
+  const planned = buildPlan(spec, schedule!);
+  // The planner sees only the Spec: its diagnostics about a schedule point at that schedule's block.
+  const located = planned.diagnostics.map((d) => (d.span === null && checked.locate ? { ...d, span: checked.locate(`schedules.${schedule}`) } : d));
+  if (cmd === "plan") {
+    if (values.json) {
+      io.stdout(planned.plan ? planJson(planned.plan) : toJson({ ok: false, diagnostics: located.map(diagnosticJson) }));
+    } else {
+      if (planned.draft) io.stdout(planSummaryText(planned.draft));
+    }
+    if (!values.json) printDiagnostics(io, located, checked.sources);
+    return planned.plan ? EXIT_OK : EXIT_ERRORS;
+  }
+  printDiagnostics(io, located, checked.sources);
+  if (!planned.plan) return EXIT_ERRORS;
+  return runCompile(spec, schedule!, toJson(stats), planBundleFiles(planned.plan), values.out!, io);
 }
 
-function runCompile(spec: Spec, schedule: string, statsJson: string, out: string | undefined, io: CliIo): number {
-  if (out === undefined) return usageError(io, "'dsv3 compile' needs -o DIR");
+function runCompile(spec: Spec, schedule: string, statsJson: string, planFiles: ReadonlyMap<string, string>, out: string, io: CliIo): number {
   const files = new Map<string, string>([
     ["spec.json", toJson(spec)],
     ["stats.json", statsJson],
+    ...planFiles,
   ]);
   try {
     writeBundle(out, files, { compilerVersion: COMPILER_VERSION, schedule });

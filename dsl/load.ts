@@ -43,7 +43,8 @@ export function loadSpec(entry: string, read: SourceReader = readSourceFromDisk,
     for (const d of parsed.diagnostics.all) sink.add(d);
     for (const item of parsed.document.items) {
       if (item.kind !== "import") continue;
-      const target = path.posix.normalize(path.posix.join(path.posix.dirname(file.replace(/\\/g, "/")), item.path));
+      // Relative to the importing file; an absolute path (not portable, but allowed) as it is.
+      const target = path.posix.isAbsolute(item.path) ? path.posix.normalize(item.path) : path.posix.normalize(path.posix.join(path.posix.dirname(file.replace(/\\/g, "/")), item.path));
       if (stack.includes(target) || target === file) {
         sink.report("DSV2010", item.pathSpan, { cycle: [...stack, file, target].slice(stack.indexOf(target) >= 0 ? stack.indexOf(target) : 0).join(" → ") }, "remove one of the imports");
         continue;

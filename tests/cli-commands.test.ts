@@ -143,3 +143,26 @@ describe("dsv3 eplb", () => {
     expect(j.logcnt.map((row) => row.reduce((a, b) => a + b, 0))).toEqual([16, 16]);
   });
 });
+
+describe("dsv3 plan", () => {
+  it("plans DeepSeek-V3 train within 80 GB on every GPU (JSON: memory.peakBytes and memory.perGpu)", async () => {
+    const r = await cli("plan", "specs/deepseek-v3.dsv3", "--schedule", "train", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as { memory: { peakBytes: number; perGpu: unknown[] } };
+    expect(j.memory.perGpu).toHaveLength(2048);
+    expect(j.memory.peakBytes).toBeLessThan(80e9);
+  });
+
+  it("points a plan that does not fit at its schedule block in the spec", async () => {
+    const f = path.join(dir, "v3-big-microbatches.dsv3");
+    writeFileSync(f, readFileSync("specs/deepseek-v3.dsv3", "utf8").replace("microbatches = 120", "microbatches = 40").replace('import "clusters/', `import "${path.resolve("specs/clusters")}/`));
+    const r = await cli("plan", f, "--schedule", "train");
+    expect(r.code).toBe(1);
+    const line = readFileSync(f, "utf8").split("\n").findIndex((l) => l.startsWith("training train")) + 1;
+    expect(r.stderr).toMatch(new RegExp(`:${line}:1: error DSV5501: schedule 'train' does not fit in memory`));
+    expect(r.stdout).toMatch(/memory per GPU/); // the draft plan is still shown
+    const c = await cli("compile", f, "--schedule", "train", "-o", path.join(dir, "nofit"));
+    expect(c.code).toBe(1);
+    expect(() => readFileSync(path.join(dir, "nofit", "manifest.json"))).toThrow();
+  });
+});

@@ -287,15 +287,19 @@ describe("dsv3 stats", () => {
 // ── compile and verify ──────────────────────────────────────────────────────────────────────────
 
 describe("dsv3 compile and dsv3 verify", () => {
-  it("writes manifest.json, spec.json and stats.json, and verify passes", async () => {
+  it("writes manifest.json, spec.json, stats.json and the plan, and verify passes", async () => {
     const dir = path.join(fresh("compile-basic"), "bundle");
     const r = await cli("compile", V3, "--schedule", "train", "-o", dir);
     expect(r.code, r.stderr).toBe(0);
-    expect([...readTree(dir).keys()].sort()).toEqual(["manifest.json", "spec.json", "stats.json"]);
+    const files = [...readTree(dir).keys()].sort();
+    expect(files.filter((f) => !f.startsWith("plan/"))).toEqual(["manifest.json", "spec.json", "stats.json"]);
+    expect(files).toContain("plan/plan.json");
+    // One program per DualPipe pipeline rank (PP16), each listed by the plan.
+    expect(files.filter((f) => f.startsWith("plan/programs/"))).toHaveLength(16);
     const manifest = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")) as { schedule: string; compiler: { version: string }; files: { path: string }[] };
     expect(manifest.schedule).toBe("train");
     expect(manifest.compiler.version).toBe(VERSION);
-    expect(manifest.files.map((f) => f.path)).toEqual(["spec.json", "stats.json"]);
+    expect(manifest.files.map((f) => f.path)).toEqual(files.filter((f) => f !== "manifest.json"));
     expect(verifyBundle(dir)).toEqual({ ok: true, problems: [] });
     const v = await cli("verify", dir);
     expect(v.code, v.stderr).toBe(0);

@@ -7,6 +7,7 @@
  * Every user error is reported as a coded diagnostic; one run reports every independent problem.
  */
 import type { Document } from "../../dsl/ast.js";
+import type { Span } from "../../dsl/span.js";
 import { loadSpec, type SourceReader } from "../../dsl/load.js";
 import { DiagnosticSink, sortDiagnostics, type Diagnostic } from "../../dsl/diagnostic.js";
 import { validateSpec } from "../spec-schema.js";
@@ -23,6 +24,11 @@ export interface CheckResult {
   /** Present only when there are no errors (warnings allowed). */
   spec: Spec | null;
   diagnostics: Diagnostic[];
+  /**
+   * Where a Spec path (`schedules.train.pp`, `model.attention`) was written, for later stages'
+   * diagnostics about the Spec (they never see the AST); absent when the documents did not check.
+   */
+  locate?: (specPath: string) => Span;
 }
 
 const REQUIRED_TOP_BLOCKS = ["model", "precision", "cluster"] as const;
@@ -58,7 +64,7 @@ export function checkDocuments(documents: readonly Document[], earlier: readonly
   if (schemaErrors.length > 0) {
     throw new Error(`internal error: the checked Spec does not match its schema:\n${schemaErrors.join("\n")}`);
   }
-  return { spec, diagnostics };
+  return { spec, diagnostics, locate: (specPath) => spans.at(specPath) };
 }
 
 export interface CheckFileResult extends CheckResult {
