@@ -31,7 +31,9 @@ export const USAGE = `dsv3 ${COMPILER_VERSION} — a compiler for DeepSeek-V3-cl
 usage:
   dsv3 check FILE [--json]                        check a spec (.dsv3 or .ts); list its schedules
   dsv3 stats FILE [--schedule NAME] [--json]      parameters, KV cache, FLOPs per token
-  dsv3 compile FILE --schedule NAME -o DIR        write a bundle (atomically) to DIR
+  dsv3 compile FILE --schedule NAME -o DIR [--dump-after=PASS|all] [--timings]
+                                                  write a bundle (atomically) to DIR; dump the Graph IR
+                                                  after a lowering pass, time the passes (stderr)
   dsv3 plan FILE --schedule NAME [--json]         the per-GPU plan: stages, experts, memory, traffic
   dsv3 verify DIR                                 re-hash a bundle; non-zero if tampered
   dsv3 fmt [--check] FILE|DIR...                  format .dsv3 files in place (canonical form)
@@ -128,6 +130,8 @@ const OPTIONS = {
   nodes: { type: "string" },
   gpus: { type: "string" },
   "exact-reference": { type: "boolean", default: false },
+  "dump-after": { type: "string" },
+  timings: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", default: false },
 } as const;
@@ -137,7 +141,7 @@ const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
   plan: ["json", "schedule"],
-  compile: ["schedule", "out"],
+  compile: ["schedule", "out", "dump-after", "timings"],
   verify: ["json"],
   fmt: ["check"],
   export: ["to", "out", "schedule"],
@@ -229,6 +233,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return EXIT_OK;
   }
   if (cmd === "compile" && values.out === undefined) return usageError(io, "'dsv3 compile' needs -o DIR");
+  const lowering = cmd === "compile" ? await import("../compiler/pipeline.js") : null;
+  const dumpAfter = values["dump-after"];
+  if (lowering && dumpAfter !== undefined && !lowering.isDumpTarget(dumpAfter)) {
+    return usageError(io, `unknown pass '${dumpAfter}' for --dump-after`, suggestionFix(dumpAfter, ["all", ...lowering.STAGE_NAMES]) ?? `one of all, ${lowering.STAGE_NAMES.join(", ")}`);
+  }
   const { buildPlan, planBundleFiles, planJson, planSummaryText } = await import("../compiler/plan/index.js");
   const planned = buildPlan(spec, schedule!);
   // The planner sees only the Spec: its diagnostics about a schedule point at that schedule's block.
@@ -244,14 +253,25 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   printDiagnostics(io, located, checked.sources);
   if (!planned.plan) return EXIT_ERRORS;
-  return runCompile(spec, schedule!, toJson(stats), planBundleFiles(planned.plan), values.out!, io);
+  // Lower the model for the schedule's phase: the fused Graph IR and its KernelSpecs go into the bundle.
+  const kind = spec.schedules.find((s) => s.name === schedule)!.kind;
+  const lowered = lowering!.lower(spec, { phase: kind === "training" ? "train" : kind, schedule: schedule!, ...(dumpAfter ? { dumpAfter } : {}), timings: values.timings ?? false });
+  if (lowered.dumps.length > 0) io.stderr(lowering!.formatDumps(lowered.dumps));
+  if (lowered.timings) io.stderr(lowering!.formatTimings(lowered.timings));
+  const { printModel } = await import("../compiler/graph/print.js");
+  const files = new Map<string, string>([
+    ...planBundleFiles(planned.plan),
+    ["graph/model.ir", printModel(lowered.graph)],
+    ["kernels/kernel-specs.json", toJson(lowered.kernels)],
+  ]);
+  return runCompile(spec, schedule!, toJson(stats), files, values.out!, io);
 }
 
-function runCompile(spec: Spec, schedule: string, statsJson: string, planFiles: ReadonlyMap<string, string>, out: string, io: CliIo): number {
+function runCompile(spec: Spec, schedule: string, statsJson: string, lowered: ReadonlyMap<string, string>, out: string, io: CliIo): number {
   const files = new Map<string, string>([
     ["spec.json", toJson(spec)],
     ["stats.json", statsJson],
-    ...planFiles,
+    ...lowered,
   ]);
   try {
     writeBundle(out, files, { compilerVersion: COMPILER_VERSION, schedule });

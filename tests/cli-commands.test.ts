@@ -166,3 +166,24 @@ describe("dsv3 plan", () => {
     expect(() => readFileSync(path.join(dir, "nofit", "manifest.json"))).toThrow();
   });
 });
+
+describe("dsv3 compile lowers the model", () => {
+  it("writes the fused Graph IR and its KernelSpecs, and --dump-after prints the graph after a pass", async () => {
+    const out = path.join(dir, "lowered");
+    const r = await cli("compile", "specs/tiny.dsv3", "--schedule", "decode", "-o", out, "--dump-after=absorb-mla");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^\/\/ after absorb-mla:\nmodel tiny-v3 phase=decode/);
+    expect(r.stderr).toMatch(/mla_absorb_uk/);
+    const ir = readFileSync(path.join(out, "graph", "model.ir"), "utf8");
+    expect(ir).toMatch(/= fused mla_decode_attention\(/);
+    const kernels = JSON.parse(readFileSync(path.join(out, "kernels", "kernel-specs.json"), "utf8")) as { kind: string }[];
+    expect(kernels.map((k) => k.kind)).toEqual(expect.arrayContaining(["rmsnorm_quantize", "gemm", "gate_topk", "moe_permute", "mla_decode_attention"]));
+  });
+
+  it("rejects an unknown pass with a did-you-mean", async () => {
+    const r = await cli("compile", "specs/tiny.dsv3", "--schedule", "decode", "-o", path.join(dir, "x"), "--dump-after=fuse");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/DSV9009: unknown pass 'fuse' for --dump-after/);
+    expect(r.stderr).toMatch(/did you mean 'fuse-kernels'\?/);
+  });
+});
