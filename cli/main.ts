@@ -35,6 +35,8 @@ usage:
                                                   write a bundle (atomically) to DIR; dump the Graph IR
                                                   after a lowering pass, time the passes (stderr)
   dsv3 plan FILE --schedule NAME [--json]         the per-GPU plan: stages, experts, memory, traffic
+  dsv3 run FILE --backend cpu [--steps N] [--seed S] [--batch B] [--schedule NAME] [--json]
+                                                  train the model on synthetic tokens on the CPU (reference ops)
   dsv3 verify DIR                                 re-hash a bundle; non-zero if tampered
   dsv3 fmt [--check] FILE|DIR...                  format .dsv3 files in place (canonical form)
   dsv3 export FILE --to dsv3|ts|hf [-o OUT]       the Spec as canonical .dsv3, a TypeScript spec, or a HF config
@@ -52,7 +54,7 @@ const EXIT_OK = 0;
 const EXIT_ERRORS = 1;
 const EXIT_USAGE = 2;
 
-const COMMANDS = ["check", "stats", "plan", "compile", "verify", "fmt", "export", "import-hf", "pipeline", "eplb"] as const;
+const COMMANDS = ["check", "stats", "plan", "compile", "run", "verify", "fmt", "export", "import-hf", "pipeline", "eplb"] as const;
 type Command = (typeof COMMANDS)[number];
 
 function usageError(io: CliIo, message: string, fix?: string): number {
@@ -131,6 +133,10 @@ const OPTIONS = {
   gpus: { type: "string" },
   "exact-reference": { type: "boolean", default: false },
   "dump-after": { type: "string" },
+  backend: { type: "string" },
+  steps: { type: "string" },
+  seed: { type: "string" },
+  batch: { type: "string" },
   timings: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", default: false },
@@ -141,6 +147,7 @@ const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
   plan: ["json", "schedule"],
+  run: ["backend", "steps", "seed", "batch", "schedule", "json"],
   compile: ["schedule", "out", "dump-after", "timings"],
   verify: ["json"],
   fmt: ["check"],
@@ -221,6 +228,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const spec = checked.spec;
   if (!spec) return EXIT_ERRORS;
   if (cmd === "export") return runExport(spec, target, values, io);
+  if (cmd === "run") return runTraining(spec, values, io);
 
   const schedule = pickSchedule(spec, values.schedule, cmd === "compile" || cmd === "plan");
   if (schedule !== null && typeof schedule !== "string") {
@@ -344,6 +352,27 @@ async function runImportHf(config: string, values: Values, io: CliIo): Promise<n
   printDiagnostics(io, result.diagnostics, new Map([[name, text]]));
   if (result.text === null) return EXIT_ERRORS;
   return emit(result.text, values.out, io);
+}
+
+async function runTraining(spec: Spec, values: Values, io: CliIo): Promise<number> {
+  const numbers: Record<string, number> = {};
+  for (const name of ["steps", "seed", "batch"] as const) {
+    const raw = values[name];
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    const min = name === "seed" ? 0 : 1;
+    if (!Number.isInteger(n) || n < min) return usageError(io, `--${name} must be a whole number ≥ ${min}; found '${raw}'`);
+    numbers[name] = n;
+  }
+  const { runCommand } = await import("../runtime/execute/run-command.js");
+  try {
+    const r = runCommand(spec, { ...numbers, ...(values.backend ? { backend: values.backend } : {}), ...(values.schedule ? { schedule: values.schedule } : {}), json: values.json ?? false });
+    io.stdout(r.stdout);
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof RangeError) return usageError(io, e.message.replace(/^dsv3 run: /, ""));
+    throw e;
+  }
 }
 
 /** A whole number ≥ 1 from a flag, or a usage message. */

@@ -187,3 +187,22 @@ describe("dsv3 compile lowers the model", () => {
     expect(r.stderr).toMatch(/did you mean 'fuse-kernels'\?/);
   });
 });
+
+describe("dsv3 run", () => {
+  it("trains tiny on the CPU: first loss near ln(vocab), byte-identical JSON for a seed", async () => {
+    const a = await cli("run", "specs/tiny.dsv3", "--backend", "cpu", "--steps", "2", "--seed", "7", "--json");
+    expect(a.code, a.stderr).toBe(0);
+    const j = JSON.parse(a.stdout) as { losses: number[]; expertLoad: number[][] };
+    expect(j.losses).toHaveLength(2);
+    expect(Math.abs(j.losses[0]! - Math.log(512))).toBeLessThan(0.25);
+    expect(j.expertLoad.length).toBeGreaterThan(0);
+    const b = await cli("run", "specs/tiny.dsv3", "--backend", "cpu", "--steps", "2", "--seed", "7", "--json");
+    expect(b.stdout).toBe(a.stdout);
+  });
+
+  it("refuses a backend it does not have", async () => {
+    const r = await cli("run", "specs/tiny.dsv3", "--backend", "gpu");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/DSV9009: backend 'gpu' is not available/);
+  });
+});
