@@ -100,6 +100,11 @@ export function cpuSeqLen(spec: Spec, options: Pick<TrainOptions, "schedule" | "
 }
 
 export function train(spec: Spec, options: TrainOptions): TrainResult {
+  return trainWithWeights(spec, options).result;
+}
+
+/** {@link train}, also returning the trained FP32 weights (decoding, runtime/execute/decode.ts). */
+export function trainWithWeights(spec: Spec, options: TrainOptions): { result: TrainResult; weights: ModelWeights<Float32Array> } {
   const { steps, seed, batch } = options;
   if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`dsv3 run: --steps must be a non-negative integer, got ${steps}`);
   if (!Number.isInteger(seed)) throw new RangeError(`dsv3 run: --seed must be an integer, got ${seed}`);
@@ -159,7 +164,7 @@ export function train(spec: Spec, options: TrainOptions): TrainResult {
       maxOverMeanLoad: imb,
     });
   }
-  return {
+  const result: TrainResult = {
     spec: model.name,
     seed,
     steps,
@@ -182,4 +187,5 @@ export function train(spec: Spec, options: TrainOptions): TrainResult {
     expertLoad: lastLoads.map((l) => Array.from(l, roundSig)),
     maxOverMeanLoad: imbalance.map(roundSig),
   };
+  return { result, weights };
 }
