@@ -37,6 +37,8 @@ usage:
   dsv3 plan FILE --schedule NAME [--json]         the per-GPU plan: stages, experts, memory, traffic
   dsv3 run FILE --backend cpu [--steps N] [--seed S] [--batch B] [--schedule NAME] [--json]
                                                   train the model on synthetic tokens on the CPU (reference ops)
+  dsv3 run FILE --backend cpu --generate N --prompt-tokens 1,2,3 [--speculative] [--steps N] [--seed S] [--json]
+                                                  greedy decoding with a KV cache (MTP drafts with --speculative)
   dsv3 verify DIR                                 re-hash a bundle; non-zero if tampered
   dsv3 fmt [--check] FILE|DIR...                  format .dsv3 files in place (canonical form)
   dsv3 export FILE --to dsv3|ts|hf [-o OUT]       the Spec as canonical .dsv3, a TypeScript spec, or a HF config
@@ -137,6 +139,9 @@ const OPTIONS = {
   steps: { type: "string" },
   seed: { type: "string" },
   batch: { type: "string" },
+  generate: { type: "string" },
+  "prompt-tokens": { type: "string" },
+  speculative: { type: "boolean", default: false },
   timings: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", default: false },
@@ -147,7 +152,7 @@ const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
   plan: ["json", "schedule"],
-  run: ["backend", "steps", "seed", "batch", "schedule", "json"],
+  run: ["backend", "steps", "seed", "batch", "schedule", "json", "generate", "prompt-tokens", "speculative"],
   compile: ["schedule", "out", "dump-after", "timings"],
   verify: ["json"],
   fmt: ["check"],
@@ -356,16 +361,31 @@ async function runImportHf(config: string, values: Values, io: CliIo): Promise<n
 
 async function runTraining(spec: Spec, values: Values, io: CliIo): Promise<number> {
   const numbers: Record<string, number> = {};
-  for (const name of ["steps", "seed", "batch"] as const) {
+  for (const name of ["steps", "seed", "batch", "generate"] as const) {
     const raw = values[name];
     if (raw === undefined) continue;
     const n = Number(raw);
-    const min = name === "seed" ? 0 : 1;
+    const min = name === "seed" || name === "steps" ? 0 : 1;
     if (!Number.isInteger(n) || n < min) return usageError(io, `--${name} must be a whole number ≥ ${min}; found '${raw}'`);
     numbers[name] = n;
   }
-  const { runCommand } = await import("../runtime/execute/run-command.js");
+  if (values.backend !== undefined && values.backend !== "cpu") return usageError(io, `backend '${values.backend}' is not available (only 'cpu')`);
   try {
+    if (values.generate !== undefined || values["prompt-tokens"] !== undefined || values.speculative) {
+      if (values.generate === undefined || values["prompt-tokens"] === undefined) return usageError(io, "decoding needs both --generate N and --prompt-tokens 1,2,3");
+      const { parsePromptTokens, runGenerate } = await import("../runtime/execute/speculative.js");
+      const r = runGenerate(spec, {
+        promptTokens: parsePromptTokens(values["prompt-tokens"]),
+        n: numbers["generate"]!,
+        speculative: values.speculative ?? false,
+        json: values.json ?? false,
+        ...(numbers["seed"] !== undefined ? { seed: numbers["seed"] } : {}),
+        ...(numbers["steps"] !== undefined ? { trainSteps: numbers["steps"] } : {}),
+      });
+      io.stdout(r.stdout);
+      return EXIT_OK;
+    }
+    const { runCommand } = await import("../runtime/execute/run-command.js");
     const r = runCommand(spec, { ...numbers, ...(values.backend ? { backend: values.backend } : {}), ...(values.schedule ? { schedule: values.schedule } : {}), json: values.json ?? false });
     io.stdout(r.stdout);
     return EXIT_OK;

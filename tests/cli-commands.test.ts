@@ -206,3 +206,26 @@ describe("dsv3 run", () => {
     expect(r.stderr).toMatch(/DSV9009: backend 'gpu' is not available/);
   });
 });
+
+describe("dsv3 run --generate", () => {
+  it("speculative decoding with the MTP module outputs exactly the greedy tokens", async () => {
+    const args = ["run", "specs/tiny.dsv3", "--backend", "cpu", "--generate", "12", "--prompt-tokens", "5,9,12", "--steps", "2", "--json"];
+    const greedy = await cli(...args);
+    const spec = await cli(...args, "--speculative");
+    expect(greedy.code, greedy.stderr).toBe(0);
+    expect(spec.code, spec.stderr).toBe(0);
+    const g = JSON.parse(greedy.stdout) as { tokens: number[] };
+    const s = JSON.parse(spec.stdout) as { tokens: number[]; drafted: number; acceptanceRate: number };
+    expect(g.tokens).toHaveLength(12);
+    expect(s.tokens).toEqual(g.tokens);
+    expect(s.drafted).toBeGreaterThan(0);
+    expect(s.acceptanceRate).toBeGreaterThanOrEqual(0);
+    expect(s.acceptanceRate).toBeLessThanOrEqual(1);
+  });
+
+  it("needs both --generate and --prompt-tokens", async () => {
+    const r = await cli("run", "specs/tiny.dsv3", "--backend", "cpu", "--generate", "4");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/DSV9009: decoding needs both --generate N and --prompt-tokens/);
+  });
+});
