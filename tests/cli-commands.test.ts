@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli, type CliRun as Run } from "./fixtures/in-process-cli.js";
+import { cli } from "./fixtures/in-process-cli.js";
 import { checkSpecFile } from "../compiler/check/index.js";
 
 

@@ -1,5 +1,5 @@
 /** Rules about schedules on the cluster: parallel degrees, pipeline shapes, routing limits. */
-import type { ServingSchedule, Spec, TrainingSchedule } from "../spec.js";
+import type { ServingSchedule, TrainingSchedule } from "../spec.js";
 import { gcd, nearestDivisors, orList } from "./divisors.js";
 import { known, type Rule, type RuleContext } from "./rule.js";
 
@@ -7,10 +7,6 @@ function ruleForEach(check: (ctx: RuleContext, s: TrainingSchedule | ServingSche
   return (ctx) => {
     for (const s of ctx.spec.schedules) check(ctx, s, `schedules.${s.name}`);
   };
-}
-
-function moeLayers(spec: Spec): boolean {
-  return spec.model.moe !== null;
 }
 
 /** Nodes an EP group of `ep` consecutive GPUs spans. */
