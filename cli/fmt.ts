@@ -21,25 +21,14 @@ import { parseDocument } from "../dsl/parser.js";
 import plugin from "../dsl/prettier-plugin.js";
 import { describeSystemError } from "../dsl/system-error.js";
 import { writeFileAtomic } from "../runtime/atomic-file.js";
+import { display, EXIT_ERRORS, EXIT_OK, EXIT_USAGE, type CliIo } from "./output.js";
 
 export interface FmtOptions {
   /** Report unformatted files (DSV8001) instead of rewriting them. */
   check: boolean;
 }
 
-export interface FmtIo {
-  stdout(s: string): void;
-  stderr(s: string): void;
-}
-
-const EXIT_OK = 0;
-const EXIT_ERRORS = 1;
-const EXIT_USAGE = 2;
-
-/** Paths as shown in messages: forward slashes on every platform. */
-function display(file: string): string {
-  return file.split(path.sep).join("/");
-}
+export type FmtIo = CliIo;
 
 
 /** `*.dsv3` under `dir`, depth first, each directory's entries in sorted order. */
