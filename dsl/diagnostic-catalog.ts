@@ -27,6 +27,7 @@ export const CATALOG = {
   DSV1007: { severity: "error", template: "nesting deeper than {max} levels" },
   DSV1008: { severity: "error", template: "file is {bytes} bytes; the limit is {max} bytes" },
   DSV1009: { severity: "error", template: "'{found}' cannot start an entry here; expected an attribute (key = value), a block, or '...preset'" },
+  DSV1010: { severity: "error", template: "more than {max} syntax errors: the rest of the file was not read" },
 
   // ── 2xxx: names, structure, imports, presets ────────────────────────────────────────────────
   DSV2001: { severity: "error", template: "unknown block '{name}' in {where}" },

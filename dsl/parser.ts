@@ -117,9 +117,30 @@ class Dsv3CstParser extends CstParser {
   });
 }
 
+/**
+ * Syntax errors the parser reports before it stops reading the file. Each error costs chevrotain's
+ * recovery ≈40 µs, so without a cap a large file of garbage would take a minute.
+ */
+export const MAX_SYNTAX_ERRORS = 200;
+
+/** Thrown through chevrotain (it rethrows what is not a recognition exception) to stop the parse. */
+class TooManySyntaxErrors extends Error {}
+
 let parserInstance: Dsv3CstParser | null = null;
+let savedErrors = 0;
+
 function parserSingleton(): Dsv3CstParser {
-  parserInstance ??= new Dsv3CstParser();
+  if (parserInstance === null) {
+    const parser = new Dsv3CstParser();
+    // chevrotain records every error through SAVE_ERROR (not in its typings): count them there.
+    const hook = parser as unknown as { SAVE_ERROR(e: unknown): unknown };
+    const save = hook.SAVE_ERROR.bind(parser);
+    hook.SAVE_ERROR = (e) => {
+      if (++savedErrors > MAX_SYNTAX_ERRORS) throw new TooManySyntaxErrors();
+      return save(e);
+    };
+    parserInstance = parser;
+  }
   return parserInstance;
 }
 
@@ -329,7 +350,13 @@ export function parseDocument(text: string, file: string): ParseResult {
 
   const parser = parserSingleton();
   parser.input = nesting.tokens;
-  const cst = parser.document();
+  savedErrors = 0;
+  let cst: CstNode | null = null;
+  try {
+    cst = parser.document();
+  } catch (e) {
+    if (!(e instanceof TooManySyntaxErrors)) throw e;
+  }
   for (const e of parser.errors) {
     const t = e.token;
     // Closers put back by checkNesting sit past the end of the text: they count as the end too.
@@ -348,6 +375,13 @@ export function parseDocument(text: string, file: string): ParseResult {
     } else {
       sink.report("DSV1004", span, { expected: expectedFor(e), found: describeToken(atEnd ? undefined : t) });
     }
+  }
+  if (cst === null) {
+    // Stopped: what was read is not reliable enough to check; say where reading stopped.
+    const last = parser.errors[parser.errors.length - 1];
+    const at = last && !Number.isNaN(last.token.startOffset) && last.token.startOffset < text.length ? spanOfToken(file, last.token) : endSpan(file, text);
+    sink.report("DSV1010", at, { max: MAX_SYNTAX_ERRORS }, "fix the first errors and check again");
+    return { document: { ...empty, comments }, diagnostics: sink };
   }
   const builder = new AstBuilder(file, sink);
   const items = builder.document(cst);

@@ -19,7 +19,7 @@ import { runCli, USAGE } from "../cli/main.js";
 import { CATALOG, type DiagnosticCode } from "../dsl/diagnostic-catalog.js";
 import { renderDiagnostic } from "../dsl/diagnostic.js";
 import type { SourceReader } from "../dsl/load.js";
-import { MAX_NESTING, MAX_SOURCE_BYTES } from "../dsl/parser.js";
+import { MAX_NESTING, MAX_SYNTAX_ERRORS, MAX_SOURCE_BYTES } from "../dsl/parser.js";
 import { MAX_SPREAD_DEPTH } from "../compiler/check/read-blocks.js";
 
 /** A small, valid spec: 4 layers (1 dense, 3 MoE), 16 H800s, one DualPipe training schedule. */
@@ -133,6 +133,12 @@ const SPEC_CASES: readonly SpecCase[] = [
     text: `// generated\n${"// padding padding padding padding padding padding padding padding padding\n".repeat(Math.ceil(MAX_SOURCE_BYTES / 75) + 1)}`,
   },
   { code: "DSV1009", what: "a comma after an attribute", text: edit(BASE, ["  vocab = 1000\n", "  vocab = 1000,\n"]) },
+  {
+    code: "DSV1010",
+    what: "more syntax errors than the parser reads on",
+    text: edit(BASE, ["  vocab = 1000\n", `  vocab = 1000\n  ${"... ".repeat(MAX_SYNTAX_ERRORS + 50)}\n`]),
+    also: ["DSV1004"],
+  },
 
   // ── 2xxx: names, structure, imports, presets ──
   { code: "DSV2001", what: "a misspelt block", text: edit(BASE, ["  attention mla {", "  attenton mla {"]) },

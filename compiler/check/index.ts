@@ -75,9 +75,9 @@ export interface CheckFileResult extends CheckResult {
 /** Load `entry` with its imports and check it. Never throws on user input. */
 export function checkSpecFile(entry: string, read?: SourceReader, entryText?: string): CheckFileResult {
   const loaded = loadSpec(entry, read, entryText);
-  // A file refused unparsed (too large, nested too deep) hides what it declares: checking the rest
-  // would only add "missing" errors for what may well be in it.
-  const refused = loaded.diagnostics.all.some((d) => d.code === "DSV1007" || d.code === "DSV1008");
+  // A file refused unparsed (too large, nested too deep, too many syntax errors) hides what it
+  // declares: checking the rest would only add "missing" errors for what may well be in it.
+  const refused = loaded.diagnostics.all.some((d) => d.code === "DSV1007" || d.code === "DSV1008" || d.code === "DSV1010");
   if (loaded.documents.length === 0 || refused) return { spec: null, diagnostics: sortDiagnostics(loaded.diagnostics.all), sources: loaded.sources };
   return { ...checkDocuments(loaded.documents, loaded.diagnostics.all), sources: loaded.sources };
 }
