@@ -21,18 +21,8 @@ import {
   routeTokens,
   type Route,
 } from "../compiler/plan/node-limited-routing.js";
+import { mulberry32 as rng } from "../compiler/seeded-random.js";
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const MB = 1024 * 1024;
 

@@ -34,6 +34,7 @@ import {
   type RelativeError,
   type TensorCoreModel,
 } from "../backends/reference/numerics/index.js";
+import { mulberry32 as rng } from "../compiler/seeded-random.js";
 
 function option(name: string, fallback: number): number {
   const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
@@ -44,17 +45,6 @@ const SIZE = option("size", 64);
 const SEED = option("seed", 1);
 const KS = [512, 1024, 2048, 4096, 8192];
 
-/** mulberry32: a small seeded generator, so the figures are reproducible. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normals(n: number, sigma: number, positive: boolean, next: () => number): Float32Array {
   const out = new Float32Array(n);

@@ -28,6 +28,7 @@ import { dsv3Lexer, LineComment, NumberLit, RCurly, Unit } from "../dsl/lexer.js
 import { parseDocument } from "../dsl/parser.js";
 import plugin, * as pluginModule from "../dsl/prettier-plugin.js";
 import { withoutPositions as strip } from "./fixtures/ast-shape.js";
+import { mulberry32 as prng } from "../compiler/seeded-random.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PLUGIN_JS = path.join(REPO, "dist", "dsl", "prettier-plugin.js");
@@ -135,17 +136,6 @@ const editArb: fc.Arbitrary<Edit> = fc.oneof(
   fc.record({ kind: fc.constant("comment" as const), gap: fc.nat(), n: fc.nat({ max: 7 }), style: fc.constantFrom("line" as const, "block" as const, "multiline" as const), anywhere: fc.boolean() }),
 );
 
-/** A small deterministic generator (mulberry32), for the seeded part of a perturbation. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEEDED_KINDS = ["join", "join", "join", "spaces", "newline", "newline", "blank", "indent", "indent", "comment"] as const;
 

@@ -25,18 +25,8 @@ import {
   tensorCoreStep,
   type QuantizedMatrix,
 } from "../backends/reference/numerics/index.js";
+import { mulberry32 as rng } from "../compiler/seeded-random.js";
 
-/** mulberry32, seeded. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normals(n: number, sigma: number, next: () => number, positive = false): Float32Array {
   const out = new Float32Array(n);

@@ -36,6 +36,7 @@ import {
   withServing,
   withTraining,
 } from "./fixtures/plan-specs.js";
+import { mulberry32 } from "../compiler/seeded-random.js";
 
 function planOf(spec: Spec, name: string): Plan {
   const r = buildPlan(spec, name);
@@ -314,15 +315,9 @@ describe("expected all-to-all traffic", () => {
 
   /** A seeded uniform generator for scores. */
   function scores(n: number, seed: number): Float32Array {
-    let a = seed >>> 0;
+    const next = mulberry32(seed);
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    }
+    for (let i = 0; i < n; i++) out[i] = next();
     return out;
   }
 

@@ -22,6 +22,7 @@ import type { ServingSchedule, Spec, TrainingSchedule } from "../spec.js";
 import type { ExpertPlacementPlan } from "./plan.js";
 import { layerKinds } from "./partition.js";
 import { epGroupShape } from "./expected-traffic.js";
+import { mulberry32 } from "../seeded-random.js";
 
 export const SYNTHETIC_LOAD = { exponent: 0.5, seed: 20241226, tokens: 1 << 20 } as const;
 
@@ -54,17 +55,6 @@ export function trainingExperts(spec: Spec, schedule: TrainingSchedule): ExpertP
   };
 }
 
-/** mulberry32: a small, fast, deterministic 32-bit generator. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The synthetic load profile (see the module comment): layers × logical experts, whole tokens. */
 export function syntheticLoads(layers: number, routed: number, sharedAsRouted: number, topK: number): ExpertLoads {

@@ -8,20 +8,12 @@ import { mlaWeightSizes, type MlaConfig, type MlaWeights } from "./mla.js";
 import type { MoeConfig, MoeWeights } from "./moe.js";
 import type { SwigluMlpWeights } from "./swiglu.js";
 import type { RealArray } from "./tensor.js";
+import { mulberry32 } from "../../../compiler/seeded-random.js";
+
+export { mulberry32 };
 
 export type Dtype = "f32" | "f64";
 
-/** A uniform [0, 1) generator (mulberry32), seeded. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Seeded random-tensor source of one element type. */
 export class TensorRandom<A extends RealArray> {
