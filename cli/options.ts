@@ -1,7 +1,7 @@
 /** The command line: commands, options, and which command takes which option. */
 import type { parseArgs } from "node:util";
 
-export const COMMANDS = ["check", "stats", "plan", "compile", "run", "verify", "fmt", "export", "import-hf", "pipeline", "eplb"] as const;
+export const COMMANDS = ["check", "stats", "plan", "compile", "run", "verify", "fmt", "export", "import-hf", "pipeline", "eplb", "simulate", "report", "shard"] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export const OPTIONS = {
@@ -31,6 +31,14 @@ export const OPTIONS = {
   "prompt-tokens": { type: "string" },
   speculative: { type: "boolean", default: false },
   timings: { type: "boolean", default: false },
+  // issue 9: checkpoints
+  weights: { type: "string" },
+  tokens: { type: "string" },
+  logits: { type: "boolean", default: false },
+  "save-weights": { type: "string" },
+  // issue 7: simulation and reports
+  trace: { type: "string" },
+  sweep: { type: "string", multiple: true },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", default: false },
 } as const;
@@ -40,7 +48,7 @@ export const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
   plan: ["json", "schedule"],
-  run: ["backend", "steps", "seed", "batch", "schedule", "json", "generate", "prompt-tokens", "speculative"],
+  run: ["backend", "steps", "seed", "batch", "schedule", "json", "generate", "prompt-tokens", "speculative", "weights", "tokens", "logits", "save-weights"],
   compile: ["schedule", "out", "dump-after", "timings"],
   verify: ["json"],
   fmt: ["check"],
@@ -48,6 +56,9 @@ export const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   "import-hf": ["out", "with-schedules"],
   pipeline: ["kind", "stages", "microbatches", "cost", "json", "svg"],
   eplb: ["load", "replicas", "groups", "nodes", "gpus", "json", "exact-reference"],
+  simulate: ["schedule", "json", "trace", "sweep"],
+  report: ["out"],
+  shard: ["schedule", "weights", "out"],
 };
 
 export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; tokens: true }>>["values"];

@@ -151,6 +151,14 @@ export const CATALOG = {
   DSV5501: { severity: "error", template: "schedule '{schedule}' does not fit in memory: GPU {gpu} ({where}) needs {need} but has {budget}; largest: {items}" },
   DSV5502: { severity: "error", template: "schedule '{schedule}': the KV cache needs {need} tokens per GPU ({detail}) but GPU {gpu} has room for {capacity}" },
   DSV5503: { severity: "error", template: "schedule '{schedule}': cannot place the experts: {message}" },
+
+  // ── 91xx: checkpoints (safetensors, Hugging Face tensor names, shards) ───────────────────────
+
+  // ── 92xx: simulation and reports ────────────────────────────────────────────────────────────
+
+  // ── 93xx: CUDA backend ──────────────────────────────────────────────────────────────────────
+
+  // ── 94xx: distributed execution on virtual ranks ────────────────────────────────────────────
 } as const satisfies Record<string, CatalogEntry>;
 
 export type DiagnosticCode = keyof typeof CATALOG;

@@ -388,6 +388,10 @@ const DELEGATED: Readonly<Record<string, string>> = {
   DSV6: "tests/ts-spec.test.ts", // TypeScript specs
   DSV7: "tests/hf.test.ts", // Hugging Face configs
   DSV8: "tests/format.test.ts", // the formatter
+  DSV91: "tests/checkpoint.test.ts", // checkpoints (safetensors, HF tensor names, shards)
+  DSV92: "tests/simulate.test.ts", // simulation and reports
+  DSV93: "tests/cuda.test.ts", // the CUDA backend
+  DSV94: "tests/distributed.test.ts", // distributed execution on virtual ranks
 };
 
 function familySuite(code: string): string | undefined {
