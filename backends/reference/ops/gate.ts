@@ -29,6 +29,13 @@ export interface GateConfig {
   /** Experts per token. */
   topK: number;
   gate: GateSpec;
+  /**
+   * Node-limited routing (optional; absent = none): after the group limit, a node's score is the sum
+   * of the highest ceil(topK / limit) selection scores among its candidates, and when the candidates
+   * span more than `limit` nodes only the `limit` best nodes (ties → lower node) keep theirs — the rule
+   * of compiler/plan/node-limited-routing.ts. `expertToNode` gives each expert's node.
+   */
+  nodeLimit?: { limit: number; expertToNode: Int32Array };
 }
 
 export interface GateOutput<A extends RealArray> {
@@ -112,6 +119,7 @@ export function gateSelect<A extends RealArray>(scores: A, bias: ArrayLike<numbe
   const tVals = new Float64Array(topK);
   const tIds = new Int32Array(topK);
   const chosen = new Int32Array(tokens * topK);
+  const nodeScratch = cfg.nodeLimit === undefined ? null : nodeLimitScratch(cfg.nodeLimit, experts, topK);
   for (let t = 0; t < tokens; t++) {
     const row = t * experts;
     for (let e = 0; e < experts; e++) sel[e] = bias === null ? scores[row + e]! : scores[row + e]! + bias[e]!;
@@ -133,11 +141,72 @@ export function gateSelect<A extends RealArray>(scores: A, bias: ArrayLike<numbe
       candidate.fill(0);
       for (let i = 0; i < n; i++) candidate.fill(1, gIds[i]! * groupSize, (gIds[i]! + 1) * groupSize);
     } else candidate.fill(1);
+    if (nodeScratch !== null) limitNodes(sel, candidate, nodeScratch);
     let n = 0;
     for (let e = 0; e < experts; e++) if (candidate[e] === 1) n = insertTop(tVals, tIds, n, topK, sel[e]!, e);
+    if (n < topK) throw new RangeError(`gateSelect: token ${t} has only ${n} candidate experts for top-${topK} (node limit too small)`);
     chosen.set(tIds, t * topK);
   }
   return chosen;
+}
+
+/** Scratch of the node limit, allocated once per gateSelect call (per-node top lists as views). */
+interface NodeLimitScratch {
+  limit: number;
+  expertToNode: Int32Array;
+  nodes: number;
+  vals: Float64Array[];
+  ids: Int32Array[];
+  fill: Int32Array;
+  keptVals: Float64Array;
+  keptIds: Int32Array;
+  keep: Uint8Array;
+}
+
+function nodeLimitScratch(nl: { limit: number; expertToNode: Int32Array }, experts: number, topK: number): NodeLimitScratch {
+  expectLength("gateSelect", "nodeLimit.expertToNode", nl.expertToNode, experts);
+  expectCount("gateSelect", "nodeLimit.limit", nl.limit);
+  let nodes = 0;
+  for (let e = 0; e < experts; e++) nodes = Math.max(nodes, nl.expertToNode[e]! + 1);
+  const per = Math.ceil(topK / nl.limit);
+  const vals = new Float64Array(nodes * per);
+  const ids = new Int32Array(nodes * per);
+  return {
+    limit: nl.limit,
+    expertToNode: nl.expertToNode,
+    nodes,
+    vals: Array.from({ length: nodes }, (_, i) => vals.subarray(i * per, (i + 1) * per)),
+    ids: Array.from({ length: nodes }, (_, i) => ids.subarray(i * per, (i + 1) * per)),
+    fill: new Int32Array(nodes),
+    keptVals: new Float64Array(nl.limit),
+    keptIds: new Int32Array(nl.limit),
+    keep: new Uint8Array(nodes),
+  };
+}
+
+/** Clears the candidates outside the `limit` best nodes (see GateConfig.nodeLimit). */
+function limitNodes(sel: ArrayLike<number>, candidate: Uint8Array, s: NodeLimitScratch): void {
+  const experts = candidate.length;
+  const { fill, expertToNode, nodes } = s;
+  fill.fill(0);
+  for (let e = 0; e < experts; e++) {
+    if (candidate[e] === 0) continue;
+    const node = expertToNode[e]!;
+    fill[node] = insertTop(s.vals[node]!, s.ids[node]!, fill[node]!, s.vals[node]!.length, sel[e]!, e);
+  }
+  let used = 0;
+  for (let node = 0; node < nodes; node++) if (fill[node]! > 0) used++;
+  if (used <= s.limit) return;
+  let n = 0;
+  for (let node = 0; node < nodes; node++) {
+    if (fill[node] === 0) continue;
+    let sum = 0;
+    for (let i = 0; i < fill[node]!; i++) sum = Math.fround(sum + s.vals[node]![i]!);
+    n = insertTop(s.keptVals, s.keptIds, n, s.limit, sum, node);
+  }
+  s.keep.fill(0);
+  for (let i = 0; i < n; i++) s.keep[s.keptIds[i]!] = 1;
+  for (let e = 0; e < experts; e++) if (s.keep[expertToNode[e]!] === 0) candidate[e] = 0;
 }
 
 /** The routing weights of the chosen experts from the unbiased scores (step 5). */
