@@ -41,6 +41,7 @@ import {
   findFileDirectoryConflicts,
   serializeManifest,
   validateManifest,
+  type ManifestKernel,
 } from "./manifest.js";
 import { verifyBundle } from "./bundle-verify.js";
 
@@ -67,6 +68,8 @@ export class BundleError extends Error {
 export interface BundleMeta {
   compilerVersion: string;
   schedule: string;
+  /** The compiled GPU kernels, recorded in the manifest (see `ManifestKernel`). */
+  kernels?: ManifestKernel[];
 }
 
 export interface WriteBundleOptions {

@@ -38,6 +38,24 @@ export interface BundleManifest {
   schedule: string;
   /** Every file of the bundle but the manifest, sorted by `comparePaths`, no duplicates. */
   files: ManifestFile[];
+  /** The compiled GPU kernels (CUDA backend), in the order the backend lists them; absent if none. */
+  kernels?: ManifestKernel[];
+}
+
+/** One generated kernel: its files in the bundle, ptxas's resource report, its choices and launch. */
+export interface ManifestKernel {
+  name: string;
+  kind: string;
+  /** The KernelSpec ids it implements. */
+  specs: string[];
+  /** Bundle paths; ptx and cubin are null when the bundle was compiled without nvcc. */
+  files: { cuda: string; ptx: string | null; cubin: string | null };
+  /** Null without nvcc. sharedBytes = static + the launch's dynamic shared memory. */
+  resources: { registers: number; sharedBytes: number; spillStoreBytes: number; spillLoadBytes: number; stackBytes: number } | null;
+  /** Derived kernel choices (tiles, stages, multicast, …). */
+  choice: Record<string, unknown>;
+  /** Grid, block, dynamic shared memory and parameters bound to KernelSpec tensors. */
+  launch: Record<string, unknown>;
 }
 
 /**
@@ -74,6 +92,89 @@ export const MANIFEST_SCHEMA = {
       },
     },
     schedule: { type: "string", minLength: 1 },
+    kernels: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name", "kind", "specs", "files", "resources", "choice", "launch"],
+        properties: {
+          name: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
+          kind: { type: "string", minLength: 1 },
+          specs: { type: "array", items: { type: "string" } },
+          files: {
+            type: "object",
+            additionalProperties: false,
+            required: ["cuda", "ptx", "cubin"],
+            properties: {
+              cuda: { type: "string", pattern: PATH_PATTERN },
+              ptx: { anyOf: [{ type: "string", pattern: PATH_PATTERN }, { type: "null" }] },
+              cubin: { anyOf: [{ type: "string", pattern: PATH_PATTERN }, { type: "null" }] },
+            },
+          },
+          resources: {
+            anyOf: [
+              { type: "null" },
+              {
+                type: "object",
+                additionalProperties: false,
+                required: ["registers", "sharedBytes", "spillStoreBytes", "spillLoadBytes", "stackBytes"],
+                properties: {
+                  registers: { type: "integer", minimum: 0 },
+                  sharedBytes: { type: "integer", minimum: 0 },
+                  spillStoreBytes: { type: "integer", minimum: 0 },
+                  spillLoadBytes: { type: "integer", minimum: 0 },
+                  stackBytes: { type: "integer", minimum: 0 },
+                },
+              },
+            ],
+          },
+          choice: {
+            type: "object",
+            additionalProperties: false,
+            patternProperties: { "^[a-z][a-z0-9_]*$": { anyOf: [{ type: "number" }, { type: "string" }, { type: "boolean" }] } },
+          },
+          launch: {
+            type: "object",
+            additionalProperties: false,
+            required: ["entry", "grid", "block", "sharedBytes", "params", "work"],
+            properties: {
+              entry: { type: "string", pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
+              grid: { type: "array", minItems: 3, maxItems: 3, items: { type: "integer", minimum: 1 } },
+              block: { type: "array", minItems: 3, maxItems: 3, items: { type: "integer", minimum: 1 } },
+              sharedBytes: { type: "integer", minimum: 0 },
+              params: {
+                type: "array",
+                items: {
+                  type: "object",
+                  additionalProperties: false,
+                  required: ["kind", "name", "tensor"],
+                  properties: {
+                    kind: { enum: ["tensor", "tensor-map", "page-table"] },
+                    name: { type: "string", minLength: 1 },
+                    tensor: { type: "string", minLength: 1 },
+                    type: { enum: ["bf16", "fp32", "e4m3", "i32", "u8"] },
+                    elements: { type: "integer", minimum: 0 },
+                    access: { enum: ["in", "out"] },
+                    dims: { type: "array", items: { type: "integer", minimum: 1 } },
+                    box: { type: "array", items: { type: "integer", minimum: 1 } },
+                    swizzleBytes: { type: "integer" },
+                    sequences: { type: "integer", minimum: 1 },
+                    pages: { type: "integer", minimum: 1 },
+                  },
+                },
+              },
+              work: {
+                type: "object",
+                additionalProperties: false,
+                required: ["flops", "bytes"],
+                properties: { flops: { type: "number", minimum: 0 }, bytes: { type: "number", minimum: 0 } },
+              },
+            },
+          },
+        },
+      },
+    },
     files: {
       type: "array",
       items: {
@@ -195,7 +296,7 @@ export function sha256Hex(bytes: Uint8Array): string {
 /** The manifest for `files` (any order; paths assumed already checked). */
 export function createManifest(
   files: Iterable<{ path: string; bytes: Uint8Array }>,
-  meta: { compilerVersion: string; schedule: string },
+  meta: { compilerVersion: string; schedule: string; kernels?: ManifestKernel[] },
 ): BundleManifest {
   const entries = [...files]
     .map((f) => ({ path: f.path, bytes: f.bytes.byteLength, sha256: sha256Hex(f.bytes) }))
@@ -206,6 +307,7 @@ export function createManifest(
     compiler: { name: COMPILER_NAME, version: meta.compilerVersion },
     schedule: meta.schedule,
     files: entries,
+    ...(meta.kernels !== undefined ? { kernels: meta.kernels } : {}),
   };
 }
 
@@ -220,6 +322,38 @@ export function serializeManifest(m: BundleManifest): string {
     compiler: { name: m.compiler.name, version: m.compiler.version },
     schedule: m.schedule,
     files: m.files.map((f) => ({ path: f.path, bytes: f.bytes, sha256: f.sha256 })),
+    ...(m.kernels !== undefined ? { kernels: m.kernels.map(canonicalKernel) } : {}),
   };
   return JSON.stringify(canonical, null, 2) + "\n";
+}
+
+/** A kernel entry with its keys in the canonical order (nested objects: keys sorted). */
+function canonicalKernel(k: ManifestKernel): ManifestKernel {
+  return {
+    name: k.name,
+    kind: k.kind,
+    specs: [...k.specs],
+    files: { cuda: k.files.cuda, ptx: k.files.ptx, cubin: k.files.cubin },
+    resources:
+      k.resources === null
+        ? null
+        : {
+            registers: k.resources.registers,
+            sharedBytes: k.resources.sharedBytes,
+            spillStoreBytes: k.resources.spillStoreBytes,
+            spillLoadBytes: k.resources.spillLoadBytes,
+            stackBytes: k.resources.stackBytes,
+          },
+    choice: sortKeys(k.choice) as Record<string, unknown>,
+    launch: sortKeys(k.launch) as Record<string, unknown>,
+  };
+}
+
+function sortKeys(x: unknown): unknown {
+  if (Array.isArray(x)) return x.map(sortKeys);
+  if (x !== null && typeof x === "object") {
+    const o = x as Record<string, unknown>;
+    return Object.fromEntries(Object.keys(o).sort().map((key) => [key, sortKeys(o[key])]));
+  }
+  return x;
 }

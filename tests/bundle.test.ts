@@ -179,7 +179,18 @@ describe("manifest", () => {
       for (const [k, v] of Object.entries(n)) visit(v, `${where}/${k}`);
     };
     visit(MANIFEST_SCHEMA, "#");
-    expect(objects).toEqual(["#", "#/properties/compiler", "#/properties/files/items"]);
+    expect(objects).toEqual([
+      "#",
+      "#/properties/compiler",
+      "#/properties/kernels/items",
+      "#/properties/kernels/items/properties/files",
+      "#/properties/kernels/items/properties/resources/anyOf/1",
+      "#/properties/kernels/items/properties/choice",
+      "#/properties/kernels/items/properties/launch",
+      "#/properties/kernels/items/properties/launch/properties/params/items",
+      "#/properties/kernels/items/properties/launch/properties/work",
+      "#/properties/files/items",
+    ]);
     expect(() => new Ajv({ strict: true }).compile(MANIFEST_SCHEMA)).not.toThrow();
   });
 

@@ -31,15 +31,25 @@ export async function runCompile(spec: Spec, checked: CheckFileResult, schedule:
   if (lowered.dumps.length > 0) io.stderr(lowering.formatDumps(lowered.dumps));
   if (lowered.timings) io.stderr(lowering.formatTimings(lowered.timings));
   const [{ printModel }, { planBundleFiles }] = await Promise.all([import("../../compiler/graph/print.js"), import("../../compiler/plan/index.js")]);
-  const files = new Map<string, string>([
+  const files = new Map<string, string | Uint8Array>([
     ["spec.json", toJson(spec)],
     ["stats.json", toJson(stats)],
     ...planBundleFiles(planned.plan),
     ["graph/model.ir", printModel(lowered.graph)],
     ["kernels/kernel-specs.json", toJson(lowered.kernels)],
   ]);
+  // The CUDA backend: every distinct kernel generated, compiled by nvcc (cached, in parallel) and resource-checked.
+  const { bundleKernels } = await import("../../backends/cuda/bundle-kernels.js");
+  const cuda = await bundleKernels(lowered.kernels, spec.cluster.gpu, { progress: process.stderr.isTTY ? io.stderr : null });
+  printDiagnostics(io, cuda.diagnostics, new Map());
+  if (cuda.diagnostics.some((d) => d.severity === "error")) return EXIT_ERRORS;
+  for (const [path, bytes] of cuda.files) files.set(path, bytes);
+  if (cuda.summary?.compiled && (process.stderr.isTTY || values.timings === true)) {
+    const s = cuda.summary;
+    io.stderr(`cuda: ${s.kernels} kernels for sm_90a in ${s.seconds.toFixed(1)} s (${s.stagesRun} nvcc/ptxas runs, ${s.cacheHits} cached)\n`);
+  }
   try {
-    writeBundle(out, files, { compilerVersion: COMPILER_VERSION, schedule });
+    writeBundle(out, files, { compilerVersion: COMPILER_VERSION, schedule, ...(cuda.manifest.length > 0 ? { kernels: cuda.manifest } : {}) });
   } catch (e) {
     if (e instanceof BundleError) {
       const d = e.code === "not-a-bundle"

@@ -1,0 +1,406 @@
+/**
+ * The CUDA backend (backends/cuda): generated sources (static checks of the FP8 GEMM's Hopper
+ * machinery, determinism, kernel choices within the SM's limits), the toolchain's report parser,
+ * the content-addressed cache, the manifest's `kernels` section, the CI compile of every kernel of
+ * the DeepSeek-V3 train/prefill/decode bundles with nvcc (0 spills, ≤ 227 KiB of shared memory;
+ * skipped, saying so, without nvcc), the `dsv3 compile` integration and every DSV93xx diagnostic.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { checkSpecFile } from "../compiler/check/index.js";
+import { KERNEL_KINDS, uniqueKernels, type KernelSpec } from "../compiler/kernel-spec.js";
+import { lower } from "../compiler/pipeline.js";
+import type { Spec } from "../compiler/spec.js";
+import { renderDiagnostic } from "../dsl/diagnostic.js";
+import { runCli } from "../cli/main.js";
+import { buildKernels, CUDA_BACKEND, distinctKernels, resourceViolations } from "../backends/cuda/backend.js";
+import { bundleKernels } from "../backends/cuda/bundle-kernels.js";
+import { generateKernel, kernelName, unsupportedReason } from "../backends/cuda/generate.js";
+import { gpuTargetOf, H800_TARGET } from "../backends/cuda/gpu-target.js";
+import { chooseGemm, MATH_REGISTERS, PRODUCER_REGISTERS } from "../backends/cuda/kernel-choice.js";
+import { cacheKey, KernelCache } from "../backends/cuda/kernel-cache.js";
+import { findToolchain, parsePtxasReport } from "../backends/cuda/nvcc.js";
+import { serializeManifest, validateManifest, createManifest, type ManifestKernel } from "../runtime/manifest.js";
+import { verifyBundle } from "../runtime/bundle-verify.js";
+import { resizeGemm } from "../bench/gpu-check/main.js";
+
+const V3 = "specs/deepseek-v3.dsv3";
+const scratch = mkdtempSync(join(tmpdir(), "dsv3-cuda-test-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+let v3Spec: Spec | null = null;
+function v3(): Spec {
+  v3Spec ??= checkSpecFile(V3).spec!;
+  return v3Spec;
+}
+const bundles = new Map<string, KernelSpec[]>();
+function kernelsOf(schedule: "train" | "prefill" | "decode"): KernelSpec[] {
+  let k = bundles.get(schedule);
+  if (k === undefined) {
+    const kind = v3().schedules.find((s) => s.name === schedule)!.kind;
+    k = lower(v3(), { phase: kind === "training" ? "train" : kind, schedule }).kernels;
+    bundles.set(schedule, k);
+  }
+  return k;
+}
+const SCHEDULES = ["train", "prefill", "decode"] as const;
+/** A grouped GEMM spec in the masked layout: 4 groups of 256 rows, N = 4096, K = 7168 (a DeepGEMM shape). */
+function masked(grouped: KernelSpec): KernelSpec {
+  const s = resizeGemm(grouped, 4 * 256, 4096, 7168, 4);
+  s.constants = { ...s.constants, layout: "masked" };
+  s.id = `${s.id}[masked]`;
+  s.key = `${s.kind}:${JSON.stringify(s.constants)}`;
+  return s;
+}
+const isFp8Gemm = (s: KernelSpec): boolean => (s.kind === "gemm" || s.kind === "grouped_gemm") && String(s.constants["a"]).startsWith("e4m3");
+
+describe("generated CUDA sources", () => {
+  it("every kernel of the V3 train, prefill and decode bundles has a generator, and equal keys share one kernel", () => {
+    for (const schedule of SCHEDULES) {
+      const specs = kernelsOf(schedule);
+      expect(specs.map(unsupportedReason).filter((r) => r !== null)).toEqual([]);
+      const distinct = distinctKernels(specs, H800_TARGET);
+      expect(distinct.length).toBe(uniqueKernels(specs).length);
+      expect(distinct.flatMap((d) => d.ids).sort()).toEqual(specs.map((s) => s.id).sort());
+      for (const d of distinct) expect(generateKernel(d.spec, H800_TARGET).entry).toBe(kernelName(d.spec, H800_TARGET));
+    }
+    // The decode bundle has the MLA decode kernel; the kinds of all three bundles together cover every generator.
+    const kinds = new Set(SCHEDULES.flatMap((s) => kernelsOf(s).map((k) => k.kind)));
+    expect([...kinds].sort()).toEqual([...KERNEL_KINDS].sort());
+    expect(CUDA_BACKEND.stages).toEqual(["cuda-source", "ptx", "cubin"]);
+  });
+
+  it("the FP8 GEMMs: TMA into an mbarrier pipeline, e4m3 wgmma, setmaxnreg warp specialisation, promotion every 128", () => {
+    const gemms = uniqueKernels(kernelsOf("train").filter(isFp8Gemm));
+    expect(gemms.length).toBeGreaterThan(5);
+    for (const spec of gemms) {
+      const k = generateKernel(spec, H800_TARGET);
+      const c = chooseGemm(spec, H800_TARGET);
+      const src = k.source;
+      // Every size a compile-time constant.
+      expect(src).toContain(`constexpr int M = ${spec.constants["m"]}, N = ${spec.constants["n"]}, K = ${spec.constants["k"]}`);
+      expect(src).toContain(`wgmma.mma_async.sync.aligned.m64n${c.wgmmaN}k32.f32.e4m3.e4m3`);
+      expect(src).toContain("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes");
+      expect(src).toContain("mbarrier.arrive.expect_tx");
+      expect(src).toContain("mbarrier.try_wait.parity");
+      expect(src).toContain(`regs_dec<${PRODUCER_REGISTERS}>()`);
+      expect(src).toContain(`regs_inc<${MATH_REGISTERS}>()`);
+      expect(src).toContain("setmaxnreg.dec.sync.aligned.u32");
+      // Promotion: one K block is 128 elements = 4 k32 wgmmas, then acc × (A scale · B scale) into FP32 registers.
+      expect(c.blockK).toBe(128);
+      expect(c.promote).toBe(128);
+      expect(src).toContain('static_assert(BK == 128, "one K block is one promotion interval")');
+      expect(src).toContain("for (int kk = 0; kk < 4; ++kk)");
+      expect(src).toMatch(/fin\[i\] \+= acc\[i\] \*/);
+      expect(src).toContain("scale_a + row0 * SCALE_COLS + kb");
+      expect(src).toMatch(/__ldg\(scale_b0 \+ .* \* SCALE_COLS \+ kb\)/);
+      // Registers and shared memory within one SM.
+      expect(PRODUCER_REGISTERS * 128 + MATH_REGISTERS * 128 * c.mathWarpgroups).toBeLessThanOrEqual(H800_TARGET.registersPerSm);
+      expect(k.launch.sharedBytes).toBeLessThanOrEqual(H800_TARGET.sharedBytesPerBlock);
+      expect(c.stages).toBeGreaterThanOrEqual(3);
+      expect(k.launch.grid[0]).toBeLessThanOrEqual(H800_TARGET.sms);
+      expect(k.choice["multicast"]).toBe(c.multicast);
+      if (c.multicast === 2) expect(src).toContain(".multicast::cluster");
+      if (spec.kind === "grouped_gemm") expect(src).toContain("expert_of(seg_end, mb * BM)");
+    }
+  });
+
+  it("the fused epilogues: residual adds, and SwiGLU with the 1×128 re-quantisation across both math warpgroups", () => {
+    const specs = uniqueKernels(kernelsOf("train").filter(isFp8Gemm));
+    const swiglu = specs.find((s) => (s.constants["epilogue"] as string[]).includes("swiglu"))!;
+    const src = generateKernel(swiglu, H800_TARGET).source;
+    expect(chooseGemm(swiglu, H800_TARGET).split).toBe("n");
+    expect(src).toContain("g / (1.0f + __expf(-g)) * u");
+    expect(src).toContain("row_amax[mw * 64 + r_in]");
+    expect(src).toContain("f32x2_to_e4m3x2(h[i] / sc, h[i + 1] / sc)");
+    const twoAdds = specs.find((s) => (s.constants["epilogue"] as string[]).join() === "add,add")!;
+    const src2 = generateKernel(twoAdds, H800_TARGET).source;
+    expect(src2).toContain("residual0 + at");
+    expect(src2).toContain("residual1 + at");
+    const head = kernelsOf("train").find((s) => s.kind === "gemm" && s.constants["a"] === "bf16")!;
+    const src3 = generateKernel(head, H800_TARGET).source;
+    expect(src3).toContain("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16");
+    expect(src3).not.toContain("fin[");
+    expect(src3).toContain("*(float2*)(out + at)");
+  });
+
+  it("the grouped GEMM's masked layout (decode): groups of m/G rows, tiles past a group's count skipped, rows past it never stored", () => {
+    const spec = masked(kernelsOf("decode").find((s) => s.kind === "grouped_gemm")!);
+    expect(unsupportedReason(spec)).toBeNull();
+    const c = chooseGemm(spec, H800_TARGET);
+    expect(c.layout).toBe("masked");
+    expect(c.tilesM).toBe(4 * Math.ceil(256 / c.blockM));
+    const src = generateKernel(spec, H800_TARGET).source;
+    expect(src).toContain("MAX_M = 256");
+    expect(src).toContain("if ((mb % TILES_PER_GROUP) * BM >= __ldg(counts + e)) continue;");
+    expect(src).toContain("if (row < row_end)");
+    expect(src).not.toContain("expert_of(");
+    const odd = structuredClone(spec);
+    odd.constants["m"] = 4 * 100;
+    expect(unsupportedReason(odd)).toMatch(/masked groups of 100 rows/);
+  });
+
+  it("is deterministic, free of paths, and names a kernel by what determines its code", () => {
+    const spec = kernelsOf("decode").find((s) => s.kind === "mla_decode_attention")!;
+    const a = generateKernel(spec, H800_TARGET);
+    const b = generateKernel(structuredClone(spec), H800_TARGET);
+    expect(b.source).toBe(a.source);
+    expect(a.source).toContain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32");
+    expect(a.source).toContain("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16");
+    for (const s of uniqueKernels(kernelsOf("decode"))) expect(generateKernel(s, H800_TARGET).source).not.toMatch(/\/(work|tmp|home|root)\//);
+    const other = structuredClone(spec);
+    other.constants["kv_len"] = 8192;
+    other.key = `${other.kind}:${JSON.stringify(other.constants)}`;
+    expect(kernelName(other, H800_TARGET)).not.toBe(kernelName(spec, H800_TARGET));
+    expect(kernelName(spec, { ...H800_TARGET, sms: 114 })).not.toBe(kernelName(spec, H800_TARGET));
+  });
+
+  it("GEMM choices stay within the SM for any shape: shared memory, grid, tiles covering M and N, even multicast pairs", () => {
+    const template = kernelsOf("train").find((s) => s.kind === "gemm" && (s.constants["epilogue"] as string[]).length === 0 && isFp8Gemm(s))!;
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 160 }), fc.integer({ min: 16, max: 132 }), (m8, n16, k128, sms) => {
+        const spec = structuredClone(template);
+        spec.constants = { ...spec.constants, m: m8 * 8, n: n16 * 16, k: k128 * 128 };
+        const gpu = { ...H800_TARGET, sms };
+        const c = chooseGemm(spec, gpu);
+        expect(c.sharedBytes).toBeLessThanOrEqual(gpu.sharedBytesPerBlock);
+        expect(c.grid).toBeGreaterThan(0);
+        expect(c.grid).toBeLessThanOrEqual(sms);
+        expect(c.tilesM * c.blockM).toBeGreaterThanOrEqual(m8 * 8);
+        expect(c.tilesN * c.blockN).toBeGreaterThanOrEqual(n16 * 16);
+        if (c.multicast === 2) {
+          expect(c.tilesM % 2).toBe(0);
+          expect(c.grid % 2).toBe(0);
+        }
+      }),
+      { numRuns: 200, seed: 8 },
+    );
+  });
+});
+
+describe("toolchain report, cache and manifest", () => {
+  const REPORT = `ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function 'gemm_a' for 'sm_90a'
+ptxas info    : Function properties for gemm_a
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 168 registers, used 1 barriers
+ptxas info    : Compiling entry function 'rope_b' for 'sm_90a'
+ptxas info    : Function properties for rope_b
+    40 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 42 registers, used 1 barriers, 256 bytes smem, 400 bytes cmem[0]
+`;
+
+  it("parses ptxas -v per entry function", () => {
+    expect(parsePtxasReport(REPORT, "gemm_a")).toEqual({ registers: 168, staticSharedBytes: 0, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0 });
+    expect(parsePtxasReport(REPORT, "rope_b")).toEqual({ registers: 42, staticSharedBytes: 256, stackBytes: 40, spillStoreBytes: 8, spillLoadBytes: 12 });
+    expect(parsePtxasReport(REPORT, "missing")).toBeNull();
+  });
+
+  it("flags spills, shared memory beyond 227 KiB and too many registers", () => {
+    const spec = kernelsOf("train").find(isFp8Gemm)!;
+    const kernel = generateKernel(spec, H800_TARGET);
+    expect(kernel.launch.block[0]).toBe(384);
+    const built = (r: { registers: number; sharedBytes: number; spillStoreBytes: number; spillLoadBytes: number }) => ({ kernel, specs: [spec.id], ptx: "", cubin: new Uint8Array(), resources: { ...r, stackBytes: 0 } });
+    expect(resourceViolations(built({ registers: 40, sharedBytes: 256, spillStoreBytes: 0, spillLoadBytes: 0 }), H800_TARGET)).toEqual([]);
+    const bad = resourceViolations(built({ registers: 255, sharedBytes: 232_449, spillStoreBytes: 8, spillLoadBytes: 4 }), H800_TARGET);
+    expect(bad.map((v) => v.what)).toEqual(["spill stores (bytes)", "spill loads (bytes)", "shared memory (bytes)", "registers per block"]);
+  });
+
+  it("the cache: keyed by every input, entries written atomically, a read-only location is reported, not thrown", () => {
+    const k1 = cacheKey(["ptx", "release 13.0", "-O3", "src"]);
+    expect(cacheKey(["ptx", "release 13.0", "-O3", "src"])).toBe(k1);
+    expect(cacheKey(["ptx", "release 12.8", "-O3", "src"])).not.toBe(k1);
+    expect(cacheKey(["ptx", "release 13.0", "-O2", "src"])).not.toBe(k1);
+    expect(cacheKey(["ptx", "release 13.0", "-O3", "src "])).not.toBe(k1);
+    expect(cacheKey(["ab", "c"])).not.toBe(cacheKey(["a", "bc"]));
+    const cache = new KernelCache(join(scratch, "cache"));
+    expect(cache.get(k1, ".ptx")).toBeNull();
+    cache.put(k1, ".ptx", "PTX");
+    expect(cache.get(k1, ".ptx")?.toString()).toBe("PTX");
+    expect([cache.hits, cache.misses]).toEqual([1, 1]);
+    writeFileSync(join(scratch, "a-file"), "x");
+    const broken = new KernelCache(join(scratch, "a-file", "cache"));
+    broken.put(k1, ".ptx", "PTX");
+    expect(broken.writeError).not.toBeNull();
+  });
+
+  it("the manifest's kernels section: validated, canonical, additive", () => {
+    const entry: ManifestKernel = {
+      name: "gemm_0123456789",
+      kind: "gemm",
+      specs: ["dense_layer.k1"],
+      files: { cuda: "kernels/cuda/gemm_0123456789.cu", ptx: "kernels/ptx/gemm_0123456789.ptx", cubin: null },
+      resources: { registers: 168, sharedBytes: 230576, spillStoreBytes: 0, spillLoadBytes: 0, stackBytes: 0 },
+      choice: { block_n: 128, block_m: 128, variant: "fp8" },
+      launch: { entry: "gemm_0123456789", grid: [132, 1, 1], block: [384, 1, 1], sharedBytes: 230576, params: [{ kind: "tensor", name: "out", tensor: "1", type: "bf16", elements: 8, access: "out" }], work: { flops: 1, bytes: 2 } },
+    };
+    const files = [{ path: "kernels/cuda/gemm_0123456789.cu", bytes: new Uint8Array([1]) }];
+    const plain = createManifest(files, { compilerVersion: "0.1.0", schedule: "train" });
+    expect(serializeManifest(plain)).not.toContain('"kernels":');
+    const m = createManifest(files, { compilerVersion: "0.1.0", schedule: "train", kernels: [entry] });
+    expect(validateManifest(m)).toEqual([]);
+    const text = serializeManifest(m);
+    expect(serializeManifest(JSON.parse(text))).toBe(text);
+    expect(text.indexOf('"block_m"')).toBeLessThan(text.indexOf('"block_n"'));
+    expect(validateManifest({ ...m, kernels: [{ ...entry, resources: { ...entry.resources!, registers: -1 } }] }).length).toBeGreaterThan(0);
+    expect(validateManifest({ ...m, kernels: [{ ...entry, extra: 1 }] })).toContain('/kernels/0: unknown property "extra"');
+    expect(validateManifest({ ...m, kernels: [{ ...entry, files: { ...entry.files, cuda: "../x.cu" } }] }).length).toBeGreaterThan(0);
+    expect(validateManifest({ ...m, kernels: [{ ...entry, choice: { Tiles: 1 } }] }).length).toBeGreaterThan(0);
+    expect(validateManifest({ ...m, kernels: [{ ...entry, launch: { ...entry.launch, grid: [0, 1, 1] } }] }).length).toBeGreaterThan(0);
+  });
+});
+
+const toolchain = findToolchain();
+if (toolchain === null) process.stdout.write("tests/cuda.test.ts: nvcc not found — skipping the sm_90a compile and resource checks\n");
+
+describe.skipIf(toolchain === null)("CI: every V3 kernel compiles for sm_90a with 0 spills within the SM (nvcc)", () => {
+  it("train, prefill and decode (and a masked grouped GEMM): distinct kernels compiled once, resources within limits, PTX has the Hopper instructions", async () => {
+    const all = [...SCHEDULES.flatMap((s) => kernelsOf(s)), masked(kernelsOf("decode").find((s) => s.kind === "grouped_gemm")!)];
+    const gpu = v3().cluster.gpu;
+    const t0 = performance.now();
+    const result = await buildKernels(all, { gpu, toolchain, cache: new KernelCache(join(process.cwd(), "node_modules", ".cache", "dsv3-kernels")) });
+    const seconds = (performance.now() - t0) / 1000;
+    process.stdout.write(`tests/cuda.test.ts: ${result.kernels.length} distinct kernels (${all.length} KernelSpecs), ${result.stagesRun} tool runs, ${result.cacheHits} cached, ${seconds.toFixed(1)} s\n`);
+    expect(result.failures).toEqual([]);
+    expect(result.skipped).toEqual([]);
+    const distinct = new Set(distinctKernels(all, gpuTargetOf(gpu)).map((d) => kernelName(d.spec, gpuTargetOf(gpu))));
+    expect(distinct.size).toBeLessThan(all.length);
+    expect(result.kernels.length).toBe(distinct.size);
+    for (const b of result.kernels) {
+      expect(b.cubin?.byteLength, b.kernel.name).toBeGreaterThan(0);
+      expect(b.resources, b.kernel.name).not.toBeNull();
+      expect({ name: b.kernel.name, spills: b.resources!.spillStoreBytes + b.resources!.spillLoadBytes }).toEqual({ name: b.kernel.name, spills: 0 });
+      expect(b.resources!.sharedBytes, b.kernel.name).toBeLessThanOrEqual(232_448);
+      expect(resourceViolations(b, gpuTargetOf(gpu))).toEqual([]);
+    }
+    const fp8 = result.kernels.filter((b) => b.kernel.kind === "gemm" && b.kernel.choice["variant"] === "fp8");
+    for (const b of fp8) {
+      expect(b.ptx).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n\d+k32\.f32\.e4m3\.e4m3/);
+      expect(b.ptx).toContain(`setmaxnreg.inc.sync.aligned.u32 ${MATH_REGISTERS}`);
+      expect(b.ptx).toContain(`setmaxnreg.dec.sync.aligned.u32 ${PRODUCER_REGISTERS}`);
+      expect(b.ptx).toContain("mbarrier.try_wait.parity");
+      expect(b.ptx).toContain("cp.async.bulk.tensor.2d");
+    }
+    expect(fp8.some((b) => b.ptx!.includes(".multicast::cluster"))).toBe(true);
+    // A second build of the same kernels runs no tool at all.
+    const again = await buildKernels(all, { gpu, toolchain, cache: new KernelCache(join(process.cwd(), "node_modules", ".cache", "dsv3-kernels")) });
+    expect(again.stagesRun).toBe(0);
+    expect(again.cacheHits).toBe(2 * again.kernels.length);
+    expect(again.kernels.map((b) => Buffer.from(b.cubin!).toString("base64"))).toEqual(result.kernels.map((b) => Buffer.from(b.cubin!).toString("base64")));
+  });
+});
+
+describe("dsv3 compile writes the kernels into the bundle", () => {
+  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = "";
+    let stderr = "";
+    const code = await runCli(args, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+    return { code, stdout, stderr };
+  }
+
+  it("sources, PTX and cubins listed in the manifest with their resources (or sources only, saying so, without nvcc)", async () => {
+    const withTools = join(scratch, "bundle");
+    const r = await cli("compile", V3, "--schedule", "decode", "-o", withTools);
+    expect(r.code, r.stderr).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(withTools, "manifest.json"), "utf8")) as { files: { path: string }[]; kernels: ManifestKernel[] };
+    const listed = new Set(manifest.files.map((f) => f.path));
+    expect(manifest.kernels.length).toBe(uniqueKernels(kernelsOf("decode")).length);
+    expect(manifest.kernels.flatMap((k) => k.specs).sort()).toEqual(kernelsOf("decode").map((k) => k.id).sort());
+    for (const k of manifest.kernels) {
+      for (const f of [k.files.cuda, k.files.ptx, k.files.cubin]) if (f !== null) expect(listed.has(f), f).toBe(true);
+      expect(k.files.cubin === null).toBe(toolchain === null);
+      if (toolchain !== null) expect(k.resources!.spillStoreBytes).toBe(0);
+    }
+    expect(verifyBundle(withTools).ok).toBe(true);
+    // Quiet on success (no TTY); --timings adds the kernel build's summary line.
+    expect(r.stderr).toBe("");
+    if (toolchain !== null) {
+      const t = await cli("compile", V3, "--schedule", "decode", "-o", withTools, "--timings");
+      expect(t.stderr).toMatch(/cuda: \d+ kernels for sm_90a in [0-9.]+ s \(0 nvcc\/ptxas runs, \d+ cached\)/);
+    }
+
+    const saved = process.env["DSV3_NVCC"];
+    process.env["DSV3_NVCC"] = "none";
+    try {
+      const sourcesOnly = join(scratch, "sources-only");
+      const s = await cli("compile", V3, "--schedule", "decode", "-o", sourcesOnly);
+      expect(s.code, s.stderr).toBe(0);
+      expect(s.stderr).toContain("warning DSV9301");
+      const m2 = JSON.parse(readFileSync(join(sourcesOnly, "manifest.json"), "utf8")) as { kernels: ManifestKernel[] };
+      expect(m2.kernels.every((k) => k.files.ptx === null && k.files.cubin === null && k.resources === null)).toBe(true);
+      expect(existsSync(join(sourcesOnly, m2.kernels[0]!.files.cuda))).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env["DSV3_NVCC"];
+      else process.env["DSV3_NVCC"] = saved;
+    }
+  });
+});
+
+describe("DSV93xx diagnostics", () => {
+  /** A fake toolchain: `nvcc` writes its -o file; `ptxas` also prints a report with `spills` bytes of spills; `fail` makes nvcc fail. */
+  function fakeToolchain(dir: string, opts: { fail?: boolean; spills?: number }) {
+    mkdirSync(dir, { recursive: true });
+    const nvcc = join(dir, "nvcc");
+    const ptxas = join(dir, "ptxas");
+    writeFileSync(
+      nvcc,
+      opts.fail
+        ? `#!/bin/sh\necho "kernel.cu(12): error: identifier \\"tile\\" is undefined" >&2\nexit 1\n`
+        : `#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then out="$2"; fi; shift; done\necho "// ptx" > "$out"\n`,
+    );
+    writeFileSync(
+      ptxas,
+      `#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then out="$2"; fi; last="$1"; shift; done\nname=$(basename "$last" .ptx)\necho cubin > "$out"\n` +
+        `echo "ptxas info    : Compiling entry function '$name' for 'sm_90a'"\necho "    0 bytes stack frame, ${opts.spills ?? 0} bytes spill stores, ${opts.spills ?? 0} bytes spill loads"\necho "ptxas info    : Used 255 registers, used 1 barriers"\n`,
+    );
+    chmodSync(nvcc, 0o755);
+    chmodSync(ptxas, 0o755);
+    return { nvcc, ptxas, version: "release 0.0, V0.0.0" };
+  }
+  const rope = (): KernelSpec[] => [kernelsOf("decode").find((s) => s.kind === "rope")!];
+  const render = (ds: { code: string }[], code: string): string => renderDiagnostic(ds.find((d) => d.code === code) as never, new Map());
+
+  it("DSV9301: no nvcc, sources only", async () => {
+    const r = await bundleKernels(rope(), v3().cluster.gpu, { toolchain: null });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9301"]);
+    expect(render(r.diagnostics, "DSV9301")).toMatchSnapshot();
+  });
+
+  it("DSV9302: a tool fails", async () => {
+    const r = await bundleKernels(rope(), v3().cluster.gpu, { toolchain: fakeToolchain(join(scratch, "failing"), { fail: true }), cacheDir: null });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9302"]);
+    expect(render(r.diagnostics, "DSV9302").replace(/rope_[0-9a-f]+/g, "rope_<hash>")).toMatchSnapshot();
+  });
+
+  it("DSV9303: spills beyond the SM", async () => {
+    const r = await bundleKernels(rope(), v3().cluster.gpu, { toolchain: fakeToolchain(join(scratch, "spilling"), { spills: 16 }), cacheDir: null });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9303"]);
+    expect(render(r.diagnostics, "DSV9303").replace(/rope_[0-9a-f]+/g, "rope_<hash>")).toMatchSnapshot();
+  });
+
+  it("DSV9304: the cache cannot be written", async () => {
+    writeFileSync(join(scratch, "not-a-dir"), "x");
+    const r = await bundleKernels(rope(), v3().cluster.gpu, { toolchain: fakeToolchain(join(scratch, "fine"), {}), cacheDir: join(scratch, "not-a-dir", "cache") });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9304"]);
+    expect(render(r.diagnostics, "DSV9304").replaceAll(scratch, "<tmp>").replace(/cache: ENOTDIR[^;]*;/, "cache: <reason>;")).toMatchSnapshot();
+  });
+
+  it("DSV9305: not a Hopper GPU", async () => {
+    const r = await bundleKernels(rope(), { ...v3().cluster.gpu, name: "A100" }, { toolchain: null });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9305"]);
+    expect(r.manifest).toEqual([]);
+    expect(render(r.diagnostics, "DSV9305")).toMatchSnapshot();
+  });
+
+  it("DSV9306: sizes the kernels cannot tile", async () => {
+    const odd = structuredClone(kernelsOf("train").find((s) => s.kind === "rmsnorm_quantize")!);
+    odd.constants["dim"] = 100;
+    odd.key = `${odd.kind}:${JSON.stringify(odd.constants)}`;
+    const r = await bundleKernels([odd], v3().cluster.gpu, { toolchain: null });
+    expect(r.diagnostics.map((d) => d.code)).toEqual(["DSV9306", "DSV9301"]);
+    expect(render(r.diagnostics, "DSV9306")).toMatchSnapshot();
+  });
+});
