@@ -65,6 +65,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return runPipeline(rest, values, io);
     case "eplb":
       return runEplb(rest, values, io);
+    case "simulate": {
+      const { runSimulate } = await import("./commands/simulate.js");
+      return runSimulate(rest, values, io);
+    }
+    case "report": {
+      const { runReport } = await import("./commands/report.js");
+      return runReport(rest, values, io);
+    }
     default:
       break;
   }
@@ -88,6 +96,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   if (!spec) return EXIT_ERRORS;
   if (cmd === "export") return runExport(spec, target, values, io);
   if (cmd === "run") return runTraining(spec, values, io);
+  if (cmd === "shard") return (await import("./commands/shard.js")).runShard(spec, values, io);
 
   const schedule = pickSchedule(spec, values.schedule, cmd === "compile" || cmd === "plan");
   if (schedule !== null && typeof schedule !== "string") {

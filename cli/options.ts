@@ -39,6 +39,7 @@ export const OPTIONS = {
   // issue 7: simulation and reports
   trace: { type: "string" },
   sweep: { type: "string", multiple: true },
+  acceptance: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
   version: { type: "boolean", default: false },
 } as const;
@@ -56,7 +57,7 @@ export const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   "import-hf": ["out", "with-schedules"],
   pipeline: ["kind", "stages", "microbatches", "cost", "json", "svg"],
   eplb: ["load", "replicas", "groups", "nodes", "gpus", "json", "exact-reference"],
-  simulate: ["schedule", "json", "trace", "sweep"],
+  simulate: ["schedule", "json", "trace", "sweep", "acceptance"],
   report: ["out"],
   shard: ["schedule", "weights", "out"],
 };

@@ -153,12 +153,50 @@ export const CATALOG = {
   DSV5503: { severity: "error", template: "schedule '{schedule}': cannot place the experts: {message}" },
 
   // ── 91xx: checkpoints (safetensors, Hugging Face tensor names, shards) ───────────────────────
+  DSV9101: { severity: "error", template: "'{path}' is truncated: {detail}" },
+  DSV9102: { severity: "error", template: "'{path}': the header length {length} runs past the end of the file ({size} bytes)" },
+  DSV9103: { severity: "error", template: "'{path}': the header is not valid safetensors JSON: {reason}" },
+  DSV9104: { severity: "error", template: "'{path}': tensor '{name}': {reason}" },
+  DSV9105: { severity: "error", template: "'{path}': tensor '{name}' has the unknown dtype '{dtype}'" },
+  DSV9106: { severity: "error", template: "'{path}': tensor '{name}' ({dtype} {shape}) needs {need} bytes, but its data offsets span {have}" },
+  DSV9107: { severity: "error", template: "'{path}': tensor '{name}' has invalid data offsets {offsets}: {reason}" },
+  DSV9108: { severity: "error", template: "'{path}': the data of tensors '{first}' and '{second}' overlap (bytes {range})" },
+  DSV9109: { severity: "error", template: "'{path}': data bytes {range} belong to no tensor" },
+  DSV9110: { severity: "error", template: "'{path}': the index maps {count} tensor(s) to the shard '{shard}', which {reason}" },
+  DSV9111: { severity: "error", template: "'{path}' is invalid: {reason}" },
+  DSV9112: { severity: "error", template: "'{path}' holds no safetensors checkpoint: {reason}" },
+  DSV9113: { severity: "error", template: "tensor '{name}' appears in both '{first}' and '{second}'" },
+  DSV9120: { severity: "error", template: "the checkpoint lacks {what}, which the spec '{model}' needs" },
+  DSV9121: { severity: "error", template: "the checkpoint has {what}, which the spec '{model}' does not use" },
+  DSV9122: { severity: "error", template: "tensor '{name}' has shape {found}; the spec '{model}' needs {expected}" },
+  DSV9123: { severity: "error", template: "tensor '{name}' is {found}; {expected}" },
+  DSV9124: { severity: "error", template: "'{path}': reading tensor '{name}' failed: {reason}" },
+  DSV9125: { severity: "warning", template: "'{path}' says {field} = {found}; the spec '{model}' has {expected}" },
+  DSV9130: { severity: "error", template: "'{path}' is not a shard bundle: {reason}" },
+  DSV9131: { severity: "error", template: "the bundle '{path}' has no shard for GPU {gpu} (it has GPUs 0..{last})" },
+
 
   // ── 92xx: simulation and reports ────────────────────────────────────────────────────────────
+  DSV9201: { severity: "error", template: "cannot read bundle '{path}': {reason}" },
+  DSV9202: { severity: "error", template: "invalid --sweep: {message}" },
+  DSV9203: { severity: "error", template: "bundle '{path}' was compiled for schedule '{bundle}', not '{name}'" },
+  DSV9204: { severity: "error", template: "'{path}' is not a bundle directory; dsv3 report reads a directory written by dsv3 compile" },
 
   // ── 93xx: CUDA backend ──────────────────────────────────────────────────────────────────────
+  DSV9301: { severity: "warning", template: "nvcc was not found: the bundle has the CUDA sources of {count} kernel(s) but no PTX, cubins or resource report" },
+  DSV9302: { severity: "error", template: "kernel {name} ({kind}) failed to compile: {output}" },
+  DSV9303: { severity: "error", template: "kernel {name} ({kind}) exceeds the sm_90a limits: {violations}" },
+  DSV9304: { severity: "warning", template: "cannot write the kernel cache {path}: {reason}; kernels were compiled without caching" },
+  DSV9305: { severity: "warning", template: "GPU '{gpu}' is not a Hopper GPU: the CUDA backend generates sm_90a kernels only, so the bundle has no CUDA kernels" },
+  DSV9306: { severity: "warning", template: "{count} kernel(s) have no CUDA code, e.g. {id} ({kind}): {reason}" },
 
   // ── 94xx: distributed execution on virtual ranks ────────────────────────────────────────────
+  DSV9401: { severity: "error", template: "schedule '{schedule}' deadlocks on virtual ranks: {detail}" },
+  DSV9402: { severity: "error", template: "schedule '{schedule}' is too large for the CPU executor: {detail}" },
+  DSV9403: { severity: "error", template: "backend '{backend}' cannot run a schedule's plan; the virtual-rank executor runs on 'cpu'" },
+  DSV9404: { severity: "error", template: "the virtual-rank executor cannot run schedule '{schedule}': {detail}" },
+  DSV9405: { severity: "error", template: "schedule '{schedule}' does not compute what one device computes: maxRelDiff {diff} on '{worst}' exceeds the tolerance {tolerance}" },
+  DSV9406: { severity: "error", template: "schedule '{schedule}' moved other bytes than its plan predicts: {detail}" },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type DiagnosticCode = keyof typeof CATALOG;
