@@ -36,6 +36,7 @@ export const OPTIONS = {
   tokens: { type: "string" },
   logits: { type: "boolean", default: false },
   "save-weights": { type: "string" },
+  dtype: { type: "string" },
   // issue 7: simulation and reports
   trace: { type: "string" },
   sweep: { type: "string", multiple: true },
@@ -49,7 +50,7 @@ export const ACCEPTS: Readonly<Record<Command, readonly string[]>> = {
   check: ["json"],
   stats: ["json", "schedule"],
   plan: ["json", "schedule"],
-  run: ["backend", "steps", "seed", "batch", "schedule", "json", "generate", "prompt-tokens", "speculative", "weights", "tokens", "logits", "save-weights"],
+  run: ["backend", "steps", "seed", "batch", "schedule", "json", "generate", "prompt-tokens", "speculative", "weights", "tokens", "logits", "save-weights", "dtype"],
   compile: ["schedule", "out", "dump-after", "timings"],
   verify: ["json"],
   fmt: ["check"],

@@ -19,7 +19,7 @@ usage:
                                                   one device (outputs, loss, gradients, bytes per link)
   dsv3 run FILE --backend cpu --weights PATH --tokens 1,2,3 [--logits] [--json]
                                                   the forward on a Hugging Face checkpoint's weights
-  dsv3 run FILE --save-weights DIR [--seed S] [--json]
+  dsv3 run FILE --save-weights DIR [--seed S] [--dtype f32|bf16|fp8] [--json]
                                                   write the seeded initial weights as a HF checkpoint
   dsv3 shard FILE --schedule NAME --weights PATH -o DIR
                                                   cut a checkpoint into per-GPU shards (a bundle)

@@ -431,6 +431,41 @@ describe("dsv3 run --weights / --save-weights", () => {
     expect(text.stdout).toMatch(/position 1 {2}token 2 {2}next \d+/);
   });
 
+  it("--dtype fp8 writes the official layout (E4M3 projections + weight_scale_inv, BF16 elsewhere, F32 gate bias) and it runs", async () => {
+    const out = path.join(dir, "cli-tiny-fp8");
+    const saved = await cli("run", "specs/tiny.dsv3", "--save-weights", out, "--seed", "4", "--dtype", "fp8", "--json");
+    expect(saved.stderr).toBe("");
+    expect(saved.code).toBe(0);
+    expect(JSON.parse(saved.stdout).dtype).toBe("fp8");
+    const header = openSafetensors(path.join(out, "model.safetensors"));
+    if (!header.ok) throw new Error("unreadable");
+    const dtypeOf = (name: string): string | undefined => header.value.header.tensors.get(name)?.dtype;
+    expect(dtypeOf("model.layers.1.self_attn.kv_b_proj.weight")).toBe("F8_E4M3");
+    expect(dtypeOf("model.layers.1.self_attn.kv_b_proj.weight_scale_inv")).toBe("F32");
+    expect(dtypeOf("model.layers.1.mlp.experts.3.down_proj.weight")).toBe("F8_E4M3");
+    expect(dtypeOf("model.layers.1.input_layernorm.weight")).toBe("BF16");
+    expect(dtypeOf("model.layers.1.mlp.gate.e_score_correction_bias")).toBe("F32");
+    header.value.close();
+    // The forward runs on the dequantised weights, which are near, not equal to, the F32 ones.
+    const loaded = loadModelWeights(out, tiny);
+    if (loaded.weights === null) throw new Error(loaded.diagnostics.map((d) => d.message).join("; "));
+    const r = await cli("run", "specs/tiny.dsv3", "--weights", out, "--tokens", "5,6,7", "--logits", "--json");
+    expect(r.code).toBe(0);
+    expect(Float32Array.from(JSON.parse(r.stdout).logits.flat() as number[])).toEqual(forwardFull(loaded.weights, tiny.model, Int32Array.from([5, 6, 7])).logits);
+    const f32 = initModelWeights<F32>(tiny.model, 4, "f32").layers[1]!.mla.kvB;
+    const fp8 = loaded.weights.layers[1]!.mla.kvB;
+    expect(fp8).not.toEqual(f32);
+    let worst = 0;
+    let amax = 0;
+    for (let i = 0; i < f32.length; i++) {
+      worst = Math.max(worst, Math.abs(fp8[i]! - f32[i]!));
+      amax = Math.max(amax, Math.abs(f32[i]!));
+    }
+    expect(worst).toBeLessThanOrEqual(amax / 16); // E4M3: 3 mantissa bits, half an ulp at the top binade
+    expect((await cli("run", "specs/tiny.dsv3", "--save-weights", out, "--dtype", "int4")).code).toBe(2);
+    expect((await cli("run", "specs/tiny.dsv3", "--weights", out, "--tokens", "1", "--dtype", "fp8")).code).toBe(2);
+  });
+
   it("bad token lists and mixed options are usage errors; a bad checkpoint is exit 1", async () => {
     const out = path.join(dir, "cli-tiny");
     expect((await cli("run", "specs/tiny.dsv3", "--weights", out, "--tokens", "1,512")).stderr).toContain("'512' is not a token id in [0, 512)");

@@ -4,9 +4,11 @@
  * an index, or a checkpoint directory), reporting each position's most likely next token and, with
  * `--logits`, every position's vocab-size row of logits.
  *
- * `dsv3 run FILE --save-weights DIR [--seed S] [--json]`: the Spec's seeded initial weights written as
- * a Hugging Face-layout checkpoint (config.json + model.safetensors, F32, so they load back bit for
- * bit).
+ * `dsv3 run FILE --save-weights DIR [--seed S] [--dtype f32|bf16|fp8] [--json]`: the Spec's seeded
+ * initial weights written as a Hugging Face-layout checkpoint (config.json + model.safetensors): F32 by
+ * default, so they load back bit for bit; BF16; or FP8 as the official DeepSeek-V3 checkpoint stores
+ * them (E4M3 projection matrices with a `weight_scale_inv` per 128×128 block, the rest BF16, the gate
+ * bias F32).
  */
 import type { Spec } from "../../compiler/spec.js";
 import { makeDiagnostic } from "../../dsl/diagnostic.js";
@@ -47,6 +49,7 @@ export async function runWeights(spec: Spec, values: Values, io: CliIo): Promise
     return saveWeights(spec, saveDir, values, io);
   }
   if (values.seed !== undefined) return usageError(io, "--seed goes with --save-weights (a checkpoint's weights are not seeded)");
+  if (values.dtype !== undefined) return usageError(io, "--dtype goes with --save-weights (a checkpoint's dtypes are its own)");
   if (values.weights === undefined || values.tokens === undefined) return usageError(io, "the forward on a checkpoint needs both --weights PATH and --tokens 1,2,3");
   const ids = parseTokenList(values.tokens, spec.model.vocab);
   if (typeof ids === "string") return usageError(io, ids);
@@ -77,12 +80,16 @@ async function saveWeights(spec: Spec, dir: string, values: Values, io: CliIo): 
     seed = Number(values.seed);
     if (!Number.isInteger(seed) || seed < 0) return usageError(io, `--seed must be a whole number ≥ 0; found '${values.seed}'`);
   }
+  const dtypes = { f32: "F32", bf16: "BF16", fp8: "FP8" } as const;
+  const dtypeName = (values.dtype ?? "f32").toLowerCase();
+  if (!Object.hasOwn(dtypes, dtypeName)) return usageError(io, `--dtype must be f32, bf16 or fp8; found '${values.dtype}'`);
+  const dtype = dtypes[dtypeName as keyof typeof dtypes];
   if (spec.model.attention.kind !== "mla") return usageError(io, `the CPU executor's weights are MLA weights; the model has ${spec.model.attention.kind} attention`);
   const [{ initModelWeights }, { saveModelWeights }] = await Promise.all([import("../../runtime/execute/model-weights.js"), import("../../runtime/checkpoint/save-weights.js")]);
   const weights = initModelWeights<Float32Array>(spec.model, seed, "f32");
   let saved;
   try {
-    saved = await saveModelWeights(dir, spec, weights);
+    saved = await saveModelWeights(dir, spec, weights, { dtype });
   } catch (e) {
     if ((e as { code?: unknown }).code === undefined) throw e;
     printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(dir), reason: describeSystemError(e) })], new Map());
@@ -92,9 +99,9 @@ async function saveWeights(spec: Spec, dir: string, values: Values, io: CliIo): 
   if (saved.written === null) return EXIT_ERRORS;
   const w = saved.written;
   if (values.json) {
-    io.stdout(toJson({ model: spec.model.name, path: display(dir), seed, tensors: w.tensors, dataBytes: w.totalSize, files: w.files.map((f) => ({ name: f.name, bytes: f.written.bytes, sha256: f.written.sha256 })) }));
+    io.stdout(toJson({ model: spec.model.name, path: display(dir), seed, dtype: dtypeName, tensors: w.tensors, dataBytes: w.totalSize, files: w.files.map((f) => ({ name: f.name, bytes: f.written.bytes, sha256: f.written.sha256 })) }));
     return EXIT_OK;
   }
-  io.stdout(`wrote ${display(dir)}: config.json and ${w.files.map((f) => f.name).join(", ")} (${w.tensors} tensors, ${w.totalSize} bytes of F32 data, seed ${seed})\n`);
+  io.stdout(`wrote ${display(dir)}: config.json and ${w.files.map((f) => f.name).join(", ")} (${w.tensors} tensors, ${w.totalSize} bytes of ${dtype === "FP8" ? "FP8/BF16/F32" : dtype} data, seed ${seed})\n`);
   return EXIT_OK;
 }

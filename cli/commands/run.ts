@@ -26,7 +26,7 @@ async function runSchedule(spec: Spec, schedule: string, values: Values, numbers
 
 export async function runTraining(spec: Spec, values: Values, io: CliIo): Promise<number> {
   // Checkpoints (issue 9): the forward on a checkpoint's weights, or writing the initial weights.
-  if (values.weights !== undefined || values.tokens !== undefined || values["save-weights"] !== undefined || values.logits) {
+  if (values.weights !== undefined || values.tokens !== undefined || values["save-weights"] !== undefined || values.logits || values.dtype !== undefined) {
     return (await import("./run-weights.js")).runWeights(spec, values, io);
   }
   const numbers: Record<string, number> = {};
