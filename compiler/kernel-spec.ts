@@ -19,6 +19,7 @@
  */
 import { evalShape, type Dims } from "./graph/dim-expr.js";
 import type { Dtype, LayerGraph, LayerKind, ModelGraph, Op, OpKind, Quant, Value } from "./graph/ir.js";
+import { attentionOperandLayout, sourceWord } from "./attention-operands.js";
 
 export type KernelKind =
   | "rmsnorm_quantize"
@@ -29,6 +30,7 @@ export type KernelKind =
   | "moe_permute"
   | "moe_unpermute"
   | "mla_decode_attention"
+  | "prefill_attention"
   | "rope";
 
 export const KERNEL_KINDS: readonly KernelKind[] = [
@@ -40,6 +42,7 @@ export const KERNEL_KINDS: readonly KernelKind[] = [
   "moe_permute",
   "moe_unpermute",
   "mla_decode_attention",
+  "prefill_attention",
   "rope",
 ];
 
@@ -53,6 +56,7 @@ export const KERNEL_MAIN_OPS: Record<KernelKind, readonly OpKind[]> = {
   moe_permute: ["moe_permute"],
   moe_unpermute: ["moe_unpermute"],
   mla_decode_attention: ["attention"],
+  prefill_attention: ["attention"],
   rope: ["rope"],
 };
 
@@ -131,6 +135,7 @@ function constantsOf(
       c["n"] = main.reduce((s, op) => s + t(op.inputs[1]!).shape[grouped ? 1 : 0]!, 0);
       c["k"] = x.shape[1]!;
       if (grouped) c["groups"] = w.shape[0]!;
+      if (grouped && first.attrs["layout"] === "masked") c["layout"] = "masked";
       c["a"] = formatOf(x);
       c["b"] = formatOf(w);
       c["out"] = formatOf(t(first.outputs[0]!));
@@ -182,6 +187,10 @@ function constantsOf(
       c["experts"] = t(first.outputs[1]!).shape[0]!;
       c["align"] = first.attrs["align"] === undefined ? 1 : attrNumber(first, "align", dims);
       c["rows"] = t(first.outputs[0]!).shape[0]!;
+      if (first.attrs["capacity"] !== undefined) {
+        c["layout"] = "masked";
+        c["capacity"] = attrNumber(first, "capacity", dims);
+      }
       c["format"] = formatOf(x);
       break;
     }
@@ -207,6 +216,26 @@ function constantsOf(
       c["kv_len"] = attrNumber(first, "kv_len", dims);
       c["scale"] = attrNumber(first, "scale", dims);
       c["causal"] = first.attrs["causal"] === true;
+      break;
+    }
+    case "prefill_attention": {
+      const q = t(first.inputs[0]!);
+      const k = t(first.inputs[1]!);
+      const v = t(first.inputs[2]!);
+      c["queries"] = q.shape[0]!;
+      c["heads"] = q.shape[1]!;
+      c["kv_heads"] = k.shape[1]!;
+      c["dk"] = k.shape[2]!;
+      c["dv"] = v.shape[2]!;
+      c["q_len"] = attrNumber(first, "q_len", dims);
+      c["kv_len"] = attrNumber(first, "kv_len", dims);
+      c["scale"] = attrNumber(first, "scale", dims);
+      c["causal"] = first.attrs["causal"] === true;
+      // Where each operand's columns are read from (the prologue's split/broadcast/concat are views).
+      const layout = attentionOperandLayout(fused.body!, first, (id) => t(id).shape);
+      c["q_sources"] = layout.q.map(sourceWord);
+      c["k_sources"] = layout.k.map(sourceWord);
+      c["v_sources"] = layout.v.map(sourceWord);
       break;
     }
     case "rope": {

@@ -5,10 +5,10 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { elements, scaleKey, type KernelValues } from "../backends/reference/kernels/index.js";
+import { elements, runKernel, scaleKey, type KernelValues } from "../backends/reference/kernels/index.js";
 import { generateKernel } from "../backends/cuda/generate.js";
 import { H800_TARGET } from "../backends/cuda/gpu-target.js";
-import type { KernelSpec } from "../compiler/kernel-spec.js";
+import { KERNEL_KINDS, type KernelSpec } from "../compiler/kernel-spec.js";
 import { decodeValues, encodeValues, harnessCase, rotationCount } from "../bench/gpu-check/case-file.js";
 import { compareOutputs, dequantise, diffMetric, DIFF_TOLERANCE } from "../bench/gpu-check/compare.js";
 import { checkKernelSpecs, goldenCase, goldenInputs, integerInputs, intRole, maskedGoldenCase } from "../bench/gpu-check/golden.js";
@@ -84,7 +84,7 @@ describe("the comparison metric", () => {
 describe("golden inputs", () => {
   it("the check model lowers to every kernel kind, each supported by the CUDA generators", () => {
     const kinds = new Set(checkSpecs().map((s) => s.kind));
-    expect(kinds.size).toBe(9);
+    expect([...kinds].sort()).toEqual([...KERNEL_KINDS].sort());
     for (const s of checkSpecs()) expect(() => generateKernel(s, H800_TARGET)).not.toThrow();
   });
 
@@ -111,19 +111,34 @@ describe("golden inputs", () => {
         }
       }
     }
-    const grouped = checkSpecs().find((s) => s.kind === "grouped_gemm")!;
+    const grouped = checkSpecs().find((s) => s.kind === "grouped_gemm" && s.constants["layout"] === undefined)!;
     const counts = integerInputs(grouped, 4).get(grouped.main[0]!.inputs[2]!) as Int32Array;
     expect(counts.every((c) => c % 128 === 0)).toBe(true);
     expect(counts.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(grouped.constants["m"] as number);
     expect(counts.some((c) => c > 0)).toBe(true);
+    // The decode grouped GEMMs are masked: each group's valid rows, within its capacity, not padded.
+    const masked = checkSpecs().filter((s) => s.kind === "grouped_gemm" && s.constants["layout"] === "masked");
+    expect(masked.length).toBeGreaterThan(0);
+    for (const m of masked) {
+      const groups = m.constants["groups"] as number;
+      const capacity = (m.constants["m"] as number) / groups;
+      const valid = integerInputs(m, 5).get(m.main[0]!.inputs[2]!) as Int32Array;
+      expect(valid.length).toBe(groups);
+      expect(valid.every((c) => c >= 0 && c <= capacity)).toBe(true);
+      expect(valid.some((c) => c % 64 !== 0)).toBe(true);
+    }
   });
 });
 
 describe("the masked layout's golden case", () => {
   it("counts are each group's valid rows; the expected output is the full-group reference with rows past them zeroed", () => {
     const grouped = checkSpecs().find((s) => s.kind === "grouped_gemm" && s.id.startsWith("decode/"))!;
+    expect(grouped.constants["layout"]).toBe("masked");
     const c = maskedGoldenCase(grouped, 4);
     expect(c.spec.constants["layout"]).toBe("masked");
+    // The masked reference kernel on the same counts agrees bit for bit with this independent oracle.
+    const direct = runKernel(c.spec, c.inputs).get(grouped.outputs[0]!.id) as Float32Array;
+    expect(Buffer.from(direct.buffer).equals(Buffer.from((c.outputs.get(grouped.outputs[0]!.id) as Float32Array).buffer))).toBe(true);
     const groups = grouped.constants["groups"] as number;
     const maxM = (grouped.constants["m"] as number) / groups;
     const n = grouped.constants["n"] as number;
@@ -186,6 +201,27 @@ describe("harness case files", () => {
     const table = c.buffers.find((b) => b.tensor.endsWith(".pages"))!;
     const pages = new Int32Array((table.init as Uint8Array).slice().buffer);
     expect([...pages]).toEqual([...pages.keys()]);
+  });
+
+  it("the prefill attention case: its source tensors (q, kv_b's output, the shared k_rope) as pointers, golden reference outputs", () => {
+    const spec = checkSpecs().find((s) => s.kind === "prefill_attention")!;
+    expect(spec.constants["k_sources"]).toEqual(["0+128/256x8", "0+64/64x1"]);
+    expect(spec.constants["v_sources"]).toEqual(["128+128/256x8"]);
+    const kernel = generateKernel(spec, H800_TARGET);
+    const golden = goldenCase(spec, 6);
+    const c = harnessCase(kernel, golden.inputs, { warmup: 0, iters: 0, rotate: 1 });
+    const inputs = c.buffers.filter((b) => !b.output);
+    expect(inputs.map((b) => b.tensor).sort()).toEqual(spec.inputs.map((t) => t.id).sort());
+    for (const b of inputs) expect(b.bytes).toBe(2 * elements(spec.tensors[b.tensor]!.shape));
+    const out = golden.outputs.get(spec.outputs[0]!.id) as Float32Array;
+    expect(out.length).toBe(elements(spec.outputs[0]!.shape));
+    expect(out.every(Number.isFinite)).toBe(true);
+    // Attention is a convex combination of value rows: every output within the values' range.
+    const kv = golden.inputs.get(spec.tensors[spec.inputs.find((t) => t.shape[2] === 256)!.id]!.id) as Float32Array;
+    let vmax = 0;
+    for (let i = 0; i < kv.length; i++) if (i % 256 >= 128) vmax = Math.max(vmax, Math.abs(kv[i]!));
+    expect(out.every((v) => Math.abs(v) <= vmax * (1 + 2 ** -7))).toBe(true);
+    expect(compareOutputs(spec, golden.outputs, golden.outputs).every((r) => r.ok)).toBe(true);
   });
 
   it("rotation keeps a launch's inputs out of L2", () => {

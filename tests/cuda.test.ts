@@ -11,7 +11,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkSpecFile } from "../compiler/check/index.js";
-import { KERNEL_KINDS, uniqueKernels, type KernelSpec } from "../compiler/kernel-spec.js";
+import { KERNEL_KINDS, kernelSpecs, uniqueKernels, type KernelSpec } from "../compiler/kernel-spec.js";
+import { parseModel } from "../compiler/graph/parse.js";
 import { lower } from "../compiler/pipeline.js";
 import type { Spec } from "../compiler/spec.js";
 import { renderDiagnostic } from "../dsl/diagnostic.js";
@@ -20,7 +21,7 @@ import { buildKernels, CUDA_BACKEND, distinctKernels, resourceViolations } from 
 import { bundleKernels } from "../backends/cuda/bundle-kernels.js";
 import { generateKernel, kernelName, unsupportedReason } from "../backends/cuda/generate.js";
 import { gpuTargetOf, H800_TARGET } from "../backends/cuda/gpu-target.js";
-import { chooseGemm, MATH_REGISTERS, PRODUCER_REGISTERS } from "../backends/cuda/kernel-choice.js";
+import { chooseAttention, chooseGemm, MATH_REGISTERS, PRODUCER_REGISTERS } from "../backends/cuda/kernel-choice.js";
 import { cacheKey, KernelCache } from "../backends/cuda/kernel-cache.js";
 import { findToolchain, parsePtxasReport } from "../backends/cuda/nvcc.js";
 import { serializeManifest, validateManifest, createManifest, type ManifestKernel } from "../runtime/manifest.js";
@@ -54,6 +55,11 @@ function masked(grouped: KernelSpec): KernelSpec {
   s.id = `${s.id}[masked]`;
   s.key = `${s.kind}:${JSON.stringify(s.constants)}`;
   return s;
+}
+/** The training attention of specs/tiny.dsv3 (head dims 12 / 8: the padded, narrow-copy path). */
+function tinyAttention(): KernelSpec {
+  const tiny = checkSpecFile("specs/tiny.dsv3").spec!;
+  return lower(tiny, { phase: "train", schedule: "dualpipe" }).kernels.find((k) => k.kind === "prefill_attention")!;
 }
 const isFp8Gemm = (s: KernelSpec): boolean => (s.kind === "gemm" || s.kind === "grouped_gemm") && String(s.constants["a"]).startsWith("e4m3");
 
@@ -141,6 +147,78 @@ describe("generated CUDA sources", () => {
     const odd = structuredClone(spec);
     odd.constants["m"] = 4 * 100;
     expect(unsupportedReason(odd)).toMatch(/masked groups of 100 rows/);
+  });
+
+  it("the training/prefill attention: MLA's 192/128 dims with views of kv_b's output and the shared k_rope, mma.sync BF16, online softmax, causal skipping", () => {
+    const specs = ["train", "prefill"].flatMap((s) => uniqueKernels(kernelsOf(s as "train" | "prefill").filter((k) => k.kind === "prefill_attention")));
+    expect(specs.length).toBe(2);
+    expect(kernelsOf("decode").some((k) => k.kind === "prefill_attention")).toBe(false);
+    const mla = v3().model.attention;
+    if (mla.kind !== "mla") throw new Error("V3 attention is MLA");
+    const yarn = mla.rope.yarn!;
+    const mscale = 0.1 * yarn.mscaleAllDim * Math.log(yarn.factor) + 1;
+    for (const spec of specs) {
+      const c = spec.constants;
+      expect([c["dk"], c["dv"], c["heads"], c["kv_heads"], c["causal"]]).toEqual([mla.qkNopeHeadDim + mla.qkRopeHeadDim, mla.vHeadDim, mla.heads, mla.heads, true]);
+      expect(c["scale"] as number).toBeCloseTo((mscale * mscale) / Math.sqrt(mla.qkNopeHeadDim + mla.qkRopeHeadDim), 12);
+      expect(c["k_sources"]).toEqual([`0+${mla.qkNopeHeadDim}/${mla.qkNopeHeadDim + mla.vHeadDim}x${mla.heads}`, `0+${mla.qkRopeHeadDim}/${mla.qkRopeHeadDim}x1`]);
+      expect(c["v_sources"]).toEqual([`${mla.qkNopeHeadDim}+${mla.vHeadDim}/${mla.qkNopeHeadDim + mla.vHeadDim}x${mla.heads}`]);
+      expect(unsupportedReason(spec)).toBeNull();
+      const k = generateKernel(spec, H800_TARGET);
+      const ch = chooseAttention(spec, H800_TARGET);
+      expect(k.launch.sharedBytes).toBe(ch.sharedBytes);
+      expect(k.launch.sharedBytes).toBeLessThanOrEqual(H800_TARGET.sharedBytesPerBlock);
+      expect(k.launch.grid).toEqual([Math.ceil((c["q_len"] as number) / ch.blockM), mla.heads, (c["queries"] as number) / (c["q_len"] as number)]);
+      expect(k.launch.block[0]).toBe(32 * (ch.blockM / 16));
+      // One pointer per source tensor: q, kv_b's output [T, Nh, Dn+Dv], the shared k_rope [T, R].
+      expect(k.launch.params.filter((p) => p.kind === "tensor" && p.access === "in").map((p) => (p as { tensor: string }).tensor).sort()).toEqual(spec.inputs.map((t) => t.id).sort());
+      expect(k.source).toContain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32");
+      expect(k.source).toContain("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16");
+      expect(k.source).toContain("cp.async.cg.shared.global");
+      expect(k.source).toContain("exp2f(");
+      expect(k.source).toContain("const int kv_end = CAUSAL ? min(KV_LEN, q0 + BM + OFFSET) : KV_LEN;");
+      expect(k.source).toContain("TILES_M - 1 - (int)blockIdx.x");
+      // The k_rope row: one head, shared by all (head index h / Nh = 0).
+      expect(k.source).toContain(`* 1 + h / ${mla.heads}) * ${mla.qkRopeHeadDim}`);
+    }
+    const wide = structuredClone(specs[0]!);
+    wide.constants["dv"] = 256;
+    expect(unsupportedReason(wide)).toMatch(/dv 256/);
+    // Small heads (specs/tiny.dsv3: QK 12 = 8 + 4, V 8): padded to 16 in shared memory, 8-byte copies of the 4-wide rope run.
+    const tiny = tinyAttention();
+    expect(unsupportedReason(tiny)).toBeNull();
+    const src = generateKernel(tiny, H800_TARGET).source;
+    expect(src).toContain("constexpr int DKP = 16, DVP = 16;");
+    expect(src).toContain("cp_async<8>(");
+    expect(src).toContain("col < DV)");
+  });
+
+  it("decode's MoE uses the masked layout (fixed per-expert capacity, valid-row counts); training and prefill the contiguous one", () => {
+    for (const schedule of SCHEDULES) {
+      const permutes = kernelsOf(schedule).filter((k) => k.kind === "moe_permute");
+      const grouped = kernelsOf(schedule).filter((k) => k.kind === "grouped_gemm");
+      expect(permutes.length).toBeGreaterThan(0);
+      expect(grouped.length).toBe(3 * permutes.length);
+      for (const p of permutes) {
+        if (schedule !== "decode") {
+          expect(p.constants["layout"]).toBeUndefined();
+          continue;
+        }
+        const tokens = p.constants["tokens"] as number;
+        expect(p.constants["layout"]).toBe("masked");
+        expect(p.constants["capacity"]).toBe(64 * Math.ceil(tokens / 64));
+        expect(p.constants["rows"]).toBe((p.constants["capacity"] as number) * (p.constants["experts"] as number));
+        const src = generateKernel(p, H800_TARGET).source;
+        expect(src).toContain("start[e] = e * CAPACITY;");
+        expect(src).toContain("counts[e] = total[e];");
+        expect(src).not.toContain("Padding rows");
+      }
+      for (const g of grouped) {
+        expect(g.constants["layout"]).toBe(schedule === "decode" ? "masked" : undefined);
+        expect(chooseGemm(g, H800_TARGET).layout).toBe(schedule === "decode" ? "masked" : "contiguous");
+        expect(unsupportedReason(g)).toBeNull();
+      }
+    }
   });
 
   it("is deterministic, free of paths, and names a kernel by what determines its code", () => {
@@ -257,8 +335,9 @@ const toolchain = findToolchain();
 if (toolchain === null) process.stdout.write("tests/cuda.test.ts: nvcc not found — skipping the sm_90a compile and resource checks\n");
 
 describe.skipIf(toolchain === null)("CI: every V3 kernel compiles for sm_90a with 0 spills within the SM (nvcc)", () => {
-  it("train, prefill and decode (and a masked grouped GEMM): distinct kernels compiled once, resources within limits, PTX has the Hopper instructions", async () => {
-    const all = [...SCHEDULES.flatMap((s) => kernelsOf(s)), masked(kernelsOf("decode").find((s) => s.kind === "grouped_gemm")!)];
+  it("train, prefill and decode (and a masked grouped GEMM, a GQA attention): distinct kernels compiled once, resources within limits, PTX has the Hopper instructions", async () => {
+    const gqa = kernelSpecs(parseModel(readFileSync("tests/passes/fuse-kernels/hand-gqa-prefill-attention.expected.ir", "utf8"))).find((k) => k.kind === "prefill_attention")!;
+    const all = [...SCHEDULES.flatMap((s) => kernelsOf(s)), masked(kernelsOf("decode").find((s) => s.kind === "grouped_gemm")!), gqa, tinyAttention()];
     const gpu = v3().cluster.gpu;
     const t0 = performance.now();
     const result = await buildKernels(all, { gpu, toolchain, cache: new KernelCache(join(process.cwd(), "node_modules", ".cache", "dsv3-kernels")) });
@@ -285,6 +364,14 @@ describe.skipIf(toolchain === null)("CI: every V3 kernel compiles for sm_90a wit
       expect(b.ptx).toContain("cp.async.bulk.tensor.2d");
     }
     expect(fp8.some((b) => b.ptx!.includes(".multicast::cluster"))).toBe(true);
+    const attention = result.kernels.filter((b) => b.kernel.kind === "prefill_attention");
+    expect(attention.length).toBe(4);
+    for (const b of attention) {
+      expect(b.ptx).toContain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32");
+      expect(b.ptx).toContain("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16");
+      expect(b.ptx).toContain("cp.async.cg.shared.global");
+      process.stdout.write(`tests/cuda.test.ts: ${b.kernel.name} (${b.specs.join(", ")}): ${b.resources!.registers} registers, ${b.resources!.sharedBytes} B shared, ${b.resources!.spillStoreBytes + b.resources!.spillLoadBytes} B spilled\n`);
+    }
     // A second build of the same kernels runs no tool at all.
     const again = await buildKernels(all, { gpu, toolchain, cache: new KernelCache(join(process.cwd(), "node_modules", ".cache", "dsv3-kernels")) });
     expect(again.stagesRun).toBe(0);

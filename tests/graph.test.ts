@@ -509,4 +509,15 @@ describe("the text form", () => {
     );
     expect(() => verifyModel(m)).toThrow(/internal error: graph head: op 0 \(linear\): x \[2,4\] and w \[3,3\] disagree on K/);
   });
+
+  it("the masked MoE layout: E·capacity permuted rows, a capacity below the tokens (an overflowing expert) rejected", () => {
+    const graph = (capacity: number, rows: string): string =>
+      `model m phase=decode\ndims T=4 H=128 E=8 K=2 F=128 Mm=${rows}\ngraph moe_layer count=1 {\n  input %x:e4m3[T,H]/1x128\n  input %idx:i32[T,K]\n` +
+      `  weight %w:e4m3[E,F,H]/128x128\n  block moe_experts\n` +
+      `  %0:e4m3[Mm,H]/1x128, %1:i32[E], %2:i32[T,K] = moe_permute(%x, %idx) {capacity=${capacity}}\n` +
+      `  %3:bf16[Mm,F] = grouped_linear(%0, %w, %1) {layout=masked, promote=128}\n  output %3, %2\n}\n`;
+    expect(() => verifyModel(parseModel(graph(64, "512")))).not.toThrow();
+    expect(() => verifyModel(parseModel(graph(64, "448")))).toThrow(/the rows has shape \[448,128\], expected \[512,128\]/);
+    expect(() => verifyModel(parseModel(graph(2, "16")))).toThrow(/capacity 2 is below the 4 rows one expert may receive/);
+  });
 });

@@ -2,18 +2,25 @@
  * Fused kernels == the composition of their unfused ops, on the CPU (DESIGN.md, KernelSpec): for the
  * KernelSpecs lower() makes of specs/tiny.dsv3 in each phase (and at random token counts), random
  * inputs through runKernel and runUnfused (backends/reference/kernels) must agree —
- *   bitwise for rmsnorm_quantize, swiglu_quantize, gemm without an epilogue, grouped_gemm,
- *     gate_topk, moe_permute, moe_unpermute, rope (same operations in the same order);
+ *   bitwise for rmsnorm_quantize, swiglu_quantize, gemm without an epilogue, grouped_gemm
+ *     (contiguous and masked), gate_topk, moe_permute (both layouts), moe_unpermute, rope (same
+ *     operations in the same order);
  *   within rounding for gemm with an epilogue (residual add / SwiGLU on the FP32 accumulators,
- *     the unfused ops round each step to BF16) and mla_decode_attention (online softmax): a real
+ *     the unfused ops round each step to BF16), mla_decode_attention and prefill_attention (online
+ *     softmax; prefill's operands read through the split/broadcast/concat views): a real
  *     output element within 2^-6·max|output| + 2^-6·|ref|; a quantised output's dequantised
  *     values within 2^-3·(max|output| + |ref|) (one E4M3 code step).
- * A deliberately broken gemm (residual add dropped) must fail the property.
+ * The decode phase's MoE runs in the masked layout (moe_permute with a per-expert capacity, grouped
+ * GEMMs with `layout: masked`); its expert output rows equal the contiguous layout's for every
+ * (token, k). Deliberately broken kernels (a gemm without its residual add, attention without its
+ * causal mask, a masked grouped GEMM read as contiguous) must fail the property.
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 
-import { formatOf, KERNEL_KINDS, uniqueKernels, type KernelSpec, type KernelTensor } from "../compiler/kernel-spec.js";
+import { readFileSync } from "node:fs";
+import { formatOf, KERNEL_KINDS, kernelSpecs, uniqueKernels, type KernelSpec, type KernelTensor } from "../compiler/kernel-spec.js";
+import { parseModel } from "../compiler/graph/parse.js";
 import { lower } from "../compiler/pipeline.js";
 import type { Phase } from "../compiler/graph/ir.js";
 import {
@@ -34,6 +41,12 @@ const PHASES: Phase[] = ["train", "prefill", "decode"];
 
 function kernelsOf(phase: Phase, tokens?: number): KernelSpec[] {
   return uniqueKernels(lower(loadSpec("specs/tiny.dsv3"), { phase, tokens }).kernels);
+}
+
+/** The prefill_attention KernelSpec of a hand-written GQA layer (a fuse-kernels golden). */
+function gqaAttention(): KernelSpec {
+  const model = parseModel(readFileSync("tests/passes/fuse-kernels/hand-gqa-prefill-attention.expected.ir", "utf8"));
+  return kernelSpecs(model).find((k) => k.kind === "prefill_attention")!;
 }
 
 function elements(shape: readonly number[]): number {
@@ -66,6 +79,10 @@ function randomInputs(spec: KernelSpec, seed: number): KernelValues {
           [perm[i], perm[j]] = [perm[j]!, perm[i]!];
         }
         a.set(perm.slice(0, n));
+      } else if (spec.kind === "grouped_gemm" && c["layout"] === "masked") {
+        // Masked: each group's valid rows, 0..capacity (some groups empty, some full).
+        const capacity = (c["m"] as number) / n;
+        for (let e = 0; e < n; e++) a[e] = Math.min(capacity, Math.floor(rnd() * (capacity + 1) * 1.25));
       } else if (spec.kind === "grouped_gemm") {
         let left = c["m"] as number;
         for (let e = 0; e < n; e++) {
@@ -160,6 +177,94 @@ describe("reference kernels == their unfused ops (specs/tiny.dsv3)", () => {
   it("the tiny spec's kernels cover every kind", () => {
     const kinds = new Set(PHASES.flatMap((p) => kernelsOf(p).map((k) => k.kind)));
     expect([...kinds].sort()).toEqual([...KERNEL_KINDS].sort());
+  });
+
+  it("grouped-query prefill attention (tests/passes/fuse-kernels/hand-gqa-prefill-attention): two query heads per key/value head", () => {
+    const spec = gqaAttention();
+    expect([spec.constants["heads"], spec.constants["kv_heads"]]).toEqual([4, 2]);
+    expect(spec.constants["k_sources"]).toEqual(["0+16/16x2"]);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (seed) => {
+        const d = check(spec, seed);
+        if (d !== null) throw new Error(d);
+      }),
+      { numRuns: 3 },
+    );
+  });
+
+  it("prefill attention at DeepSeek-V3's head dims (bench/gpu-check/check-model.dsv3): QK 192 = 128 nope from kv_b's output + 64 shared rope, V 128", () => {
+    const spec = lower(loadSpec("bench/gpu-check/check-model.dsv3"), { phase: "train", schedule: "train" }).kernels.find((k) => k.kind === "prefill_attention")!;
+    expect([spec.constants["dk"], spec.constants["dv"]]).toEqual([192, 128]);
+    expect(spec.constants["k_sources"]).toEqual(["0+128/256x8", "0+64/64x1"]);
+    expect(check(spec, 17)).toBeNull();
+  });
+
+  it("catches a broken prefill attention (causal mask dropped) and a masked grouped GEMM read as contiguous", () => {
+    const attention = kernelsOf("train").find((k) => k.kind === "prefill_attention")!;
+    expect(attention.constants["causal"]).toBe(true);
+    const noMask = (s: KernelSpec, inputs: KernelValues): KernelValues => runKernel({ ...s, constants: { ...s.constants, causal: false } }, inputs);
+    expect(check(attention, 3)).toBeNull();
+    expect(check(attention, 3, noMask)).toMatch(/bound/);
+    const masked = kernelsOf("decode").find((k) => k.kind === "grouped_gemm")!;
+    expect(masked.constants["layout"]).toBe("masked");
+    const contiguous = (s: KernelSpec, inputs: KernelValues): KernelValues => {
+      const { layout: _, ...rest } = s.constants;
+      return runKernel({ ...s, constants: rest }, inputs);
+    };
+    expect(check(masked, 3)).toBeNull();
+    expect(check(masked, 3, contiguous)).toMatch(/bitwise/);
+  });
+
+  it("decode's masked layout computes what the contiguous layout does: the same expert output row for every (token, k)", () => {
+    const decode = kernelsOf("decode");
+    const permuteM = decode.find((k) => k.kind === "moe_permute")!;
+    const tokens = permuteM.constants["tokens"] as number;
+    const prefill = kernelsOf("prefill", tokens);
+    const permuteC = prefill.find((k) => k.kind === "moe_permute")!;
+    const gemmOf = (ks: KernelSpec[], p: KernelSpec): KernelSpec => ks.find((k) => k.kind === "grouped_gemm" && k.main[0]!.inputs[0] === p.main[0]!.outputs[0])!;
+    const gemmM = gemmOf(decode, permuteM);
+    const gemmC = gemmOf(prefill, permuteC);
+    expect([permuteM.constants["layout"], gemmM.constants["layout"]]).toEqual(["masked", "masked"]);
+    expect([permuteC.constants["layout"], gemmC.constants["layout"]]).toEqual([undefined, undefined]);
+    expect(permuteM.constants["capacity"]).toBe(64 * Math.ceil(tokens / 64));
+    expect(permuteM.constants["rows"]).toBe((permuteM.constants["capacity"] as number) * (permuteM.constants["experts"] as number));
+    const topk = permuteM.constants["topk"] as number;
+    const n = gemmM.constants["n"] as number;
+    /** Each permutation's inputs under the other's tensor ids (same positions). */
+    const rename = (from: KernelSpec, to: KernelSpec, v: KernelValues): KernelValues => {
+      const out: KernelValues = new Map();
+      from.inputs.forEach((t, i) => {
+        out.set(to.inputs[i]!.id, v.get(t.id)!);
+        if (v.has(scaleKey(t.id))) out.set(scaleKey(to.inputs[i]!.id), v.get(scaleKey(t.id))!);
+      });
+      return out;
+    };
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (seed) => {
+        const routed = randomInputs(permuteM, seed);
+        const weights = randomInputs(gemmM, seed ^ 0x9e37);
+        const expertRows = (p: KernelSpec, g: KernelSpec, x: KernelValues): { y: Float32Array; slots: Int32Array } => {
+          const po = runKernel(p, x);
+          const [rowsId, countsId, slotsId] = p.main[0]!.outputs as [string, string, string];
+          const gi: KernelValues = new Map([
+            [rowsId, po.get(rowsId)!],
+            [scaleKey(rowsId), po.get(scaleKey(rowsId))!],
+            [countsId, po.get(countsId)!],
+          ]);
+          const w = g.main[0]!.inputs[1]!;
+          gi.set(w, weights.get(gemmM.main[0]!.inputs[1]!)!).set(scaleKey(w), weights.get(scaleKey(gemmM.main[0]!.inputs[1]!))!);
+          return { y: runKernel(g, gi).get(g.outputs[0]!.id) as Float32Array, slots: po.get(slotsId) as Int32Array };
+        };
+        const m = expertRows(permuteM, gemmM, routed);
+        const c = expertRows(permuteC, gemmC, rename(permuteM, permuteC, routed));
+        for (let i = 0; i < tokens * topk; i++) {
+          const a = m.y.subarray(m.slots[i]! * n, (m.slots[i]! + 1) * n);
+          const b = c.y.subarray(c.slots[i]! * n, (c.slots[i]! + 1) * n);
+          if (!a.every((v, j) => Object.is(v, b[j]))) throw new Error(`(token ${Math.floor(i / topk)}, k ${i % topk}): rows differ`);
+        }
+      }),
+      { numRuns: 3 },
+    );
   });
 
   it("catches a broken kernel: a gemm that drops its residual add", () => {

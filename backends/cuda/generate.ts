@@ -13,6 +13,7 @@ import { gateUnsupported, generateGateTopk } from "./kernels/gate-topk.js";
 import { generateMlaDecodeAttention } from "./kernels/mla-decode-attention.js";
 import { generateMoePermute } from "./kernels/moe-permute.js";
 import { generateMoeUnpermute } from "./kernels/moe-unpermute.js";
+import { generatePrefillAttention, prefillAttentionUnsupported } from "./kernels/prefill-attention.js";
 import { generateRope } from "./kernels/rope.js";
 import { generateRowwiseQuantize } from "./kernels/rowwise-quantize.js";
 
@@ -30,6 +31,7 @@ export const GENERATORS: Record<KernelKind, Generator> = {
   moe_permute: generateMoePermute,
   moe_unpermute: generateMoeUnpermute,
   mla_decode_attention: generateMlaDecodeAttention,
+  prefill_attention: generatePrefillAttention,
   rope: generateRope,
 };
 
@@ -80,6 +82,8 @@ export function unsupportedReason(spec: KernelSpec): string | null {
       return n(spec, "dk") % 64 === 0 && n(spec, "dv") % 64 === 0 && n(spec, "dv") <= n(spec, "dk") && n(spec, "kv_len") % 64 === 0 && 32 % n(spec, "q_len") === 0
         ? null
         : `dk ${n(spec, "dk")} / dv ${n(spec, "dv")} / kv_len ${n(spec, "kv_len")} / q_len ${n(spec, "q_len")} (multiples of 64; q_len dividing 32)`;
+    case "prefill_attention":
+      return prefillAttentionUnsupported(spec);
   }
 }
 

@@ -211,3 +211,43 @@ export function chooseGate(spec: KernelSpec, gpu: GpuTarget): GateChoice {
   const sharedBytes = 4 * (tokensPerCta * kChunk + experts * (kChunk + 1) + tokensPerCta * (experts + 1));
   return { tokensPerCta, kChunk, threads, grid: Math.ceil(tokens / tokensPerCta), sharedBytes };
 }
+
+/**
+ * Prefill / training attention (FlashAttention-2 on mma.sync): a CTA takes `blockM` queries of one
+ * head of one sequence, one warp per 16 query rows holding its rows' scores, softmax state and
+ * output accumulators in registers; keys and values stream through a double-buffered shared-memory
+ * ring in tiles of `blockN`. 128 queries (8 warps) when the sequence has them, else 64 (4 warps);
+ * causal grids launch the longest (last) query tiles first.
+ */
+export interface AttentionChoice {
+  blockM: number;
+  blockN: number;
+  stages: number;
+  warps: number;
+  threads: number;
+  /** Row pitches in shared memory (elements): the head dim padded to 16, +8 to keep ldmatrix rows on distinct banks. */
+  ldk: number;
+  ldv: number;
+  tilesM: number;
+  grid: [number, number, number];
+  sharedBytes: number;
+}
+
+export function chooseAttention(spec: KernelSpec, gpu: GpuTarget): AttentionChoice {
+  const queries = num(spec, "queries");
+  const heads = num(spec, "heads");
+  const qLen = num(spec, "q_len");
+  const dk = num(spec, "dk");
+  const dv = num(spec, "dv");
+  const blockN = typeof spec.constants["kv_block"] === "number" ? num(spec, "kv_block") : 64;
+  const preferred = typeof spec.constants["q_block"] === "number" ? num(spec, "q_block") : 128;
+  const blockM = qLen <= 64 ? 64 : preferred;
+  const ldk = Math.ceil(dk / 16) * 16 + 8;
+  const ldv = Math.ceil(dv / 16) * 16 + 8;
+  const stages = 2;
+  const sharedBytes = 2 * (blockM * ldk + stages * blockN * (ldk + ldv));
+  if (sharedBytes > gpu.sharedBytesPerBlock) throw new Error(`internal error: ${spec.id}: attention tiles need ${sharedBytes} bytes of shared memory`);
+  const tilesM = Math.ceil(qLen / blockM);
+  const warps = blockM / 16;
+  return { blockM, blockN, stages, warps, threads: 32 * warps, ldk, ldv, tilesM, grid: [tilesM, heads, Math.ceil(queries / qLen)], sharedBytes };
+}

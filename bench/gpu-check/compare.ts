@@ -33,6 +33,7 @@ export const DIFF_TOLERANCE: Record<KernelKind, number> = {
   moe_permute: 0,
   moe_unpermute: 1e-5,
   mla_decode_attention: 1e-4,
+  prefill_attention: 1e-4,
   rope: 1e-5,
 };
 

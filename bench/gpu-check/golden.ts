@@ -1,7 +1,7 @@
 /**
  * Golden vectors for the GPU check: seeded inputs for a KernelSpec, shaped the way its role needs
  * (positions for RoPE, distinct experts per token for the permutation, padded 128-row segment counts
- * for the grouped GEMM, distinct slots for the unpermutation, BF16-rounded reals, E4M3 codes with
+ * for the contiguous grouped GEMM and valid-row counts up to the capacity for the masked one, distinct slots for the unpermutation, BF16-rounded reals, E4M3 codes with
  * their 1×128 / 128×128 scales from the reference quantiser), and the reference backend's outputs
  * for them (`runKernel`, the CPU oracle). All randomness comes from compiler/seeded-random.ts.
  */
@@ -46,6 +46,11 @@ export function segmentCounts(random: () => number, groups: number, rows: number
   return counts;
 }
 
+/** Masked layout: each group's valid rows, 0..capacity (some groups empty, some full). */
+export function maskedCounts(random: () => number, groups: number, capacity: number): Int32Array {
+  return Int32Array.from({ length: groups }, () => Math.min(capacity, Math.floor(random() * 1.25 * (capacity + 1))));
+}
+
 function intInput(spec: KernelSpec, t: KernelTensor, random: () => number): Int32Array {
   const n = elements(t.shape);
   switch (intRole(spec, t)) {
@@ -59,7 +64,9 @@ function intInput(spec: KernelSpec, t: KernelTensor, random: () => number): Int3
       return out;
     }
     case "counts":
-      return segmentCounts(random, n, spec.constants["m"] as number);
+      return spec.constants["layout"] === "masked"
+        ? maskedCounts(random, n, (spec.constants["m"] as number) / n)
+        : segmentCounts(random, n, spec.constants["m"] as number);
     case "slots": {
       const rows = spec.constants["rows"] as number;
       return Int32Array.from(distinct(random, rows, n));
@@ -132,8 +139,9 @@ export function checkKernelSpecs(file: string): KernelSpec[] {
 /**
  * A masked-layout case of a grouped GEMM spec (groups × maxM rows, maxM = m / groups): the masked
  * spec, inputs whose counts are each group's valid rows (seeded, 0..maxM), and the expected output —
- * the contiguous reference with every group full, rows past a group's count zeroed (the kernel never
- * stores them; the harness zero-fills outputs).
+ * the reference with every group full, rows past a group's count zeroed (the kernel never stores
+ * them; the harness zero-fills outputs): an oracle independent of the masked reference's own row
+ * bookkeeping (tests/cuda-gpu-check.test.ts compares the two).
  */
 export function maskedGoldenCase(contiguous: KernelSpec, seed: number): GoldenCase {
   if (contiguous.kind !== "grouped_gemm") throw new Error("maskedGoldenCase needs a grouped_gemm");
@@ -141,7 +149,7 @@ export function maskedGoldenCase(contiguous: KernelSpec, seed: number): GoldenCa
   const m = contiguous.constants["m"] as number;
   const n = contiguous.constants["n"] as number;
   const maxM = m / groups;
-  if (!Number.isInteger(maxM) || maxM % 128 !== 0) throw new Error(`maskedGoldenCase: ${m} rows do not split into ${groups} groups of 128-multiples`);
+  if (!Number.isInteger(maxM) || maxM % 64 !== 0) throw new Error(`maskedGoldenCase: ${m} rows do not split into ${groups} groups of 64-multiples`);
   const spec = structuredClone(contiguous);
   spec.constants = { ...spec.constants, layout: "masked" };
   spec.key = `${spec.kind}:${JSON.stringify(spec.constants)}`;

@@ -6,8 +6,9 @@
  *  2. correctness: every distinct kernel of the check model (check-model.dsv3: the V3 architecture
  *     at CPU-friendly sizes, train and decode) is generated and compiled like a bundle's, run once
  *     on golden inputs, and compared with the CPU reference's outputs (compare.ts tolerances);
- *  3. timing: DeepGEMM's dense and grouped shapes and the DeepSeek-V3 bundles' memory-bound kernels
- *     and MLA decode, with random inputs rotated past L2, median of 30 launches (CUDA events);
+ *  3. timing: DeepGEMM's dense and grouped shapes and the DeepSeek-V3 bundles' memory-bound kernels,
+ *     the training attention (TFLOP/s, against half the BF16 GEMM ceiling) and MLA decode, with
+ *     random inputs rotated past L2, median of 30 launches (CUDA events);
  *  4. PyTorch's FP8 scaled matmul on the same dense shapes when torch is importable;
  *  5. prints the table with the issue's targets beside each measurement, and the GPU, driver and
  *     date for bench/RESULTS.md. Exit 1 when a correctness check fails.
@@ -177,8 +178,9 @@ async function main(): Promise<void> {
     const bySpecSmall = new Map<string, BuiltKernel>();
     for (const b of smallGrid.kernels) for (const id of b.specs) bySpecSmall.set(id, b);
     const goldens = new Map<string, ReturnType<typeof goldenCase>>();
-    // Masked layout: the decode grouped GEMMs again, each group 128 rows with a random valid count.
-    const maskedCases = checkSpecs.filter((s) => s.kind === "grouped_gemm" && s.id.startsWith("decode/")).map((s, i) => maskedGoldenCase(s, 100 + i));
+    // The decode grouped GEMMs are masked (each group `capacity` rows, random valid counts); they run
+    // again on golden outputs built from full groups (maskedGoldenCase), an independent oracle.
+    const maskedCases = checkSpecs.filter((s) => s.kind === "grouped_gemm" && s.constants["layout"] === "masked").map((s, i) => maskedGoldenCase(s, 100 + i));
     const maskedBuilt = await buildKernels(maskedCases.map((c) => c.spec), { gpu: h200, toolchain, cache });
     const bySpecMasked = new Map<string, BuiltKernel>();
     for (const b of maskedBuilt.kernels) for (const id of b.specs) bySpecMasked.set(id, b);
@@ -248,6 +250,11 @@ async function main(): Promise<void> {
     for (const spec of v3) {
       if (spec.kind === "gemm" || spec.kind === "grouped_gemm") continue;
       if (spec.id.startsWith("decode/") !== (spec.kind === "mla_decode_attention")) continue;
+      if (spec.kind === "prefill_attention") {
+        // Compute-bound: against half the measured BF16 GEMM ceiling (the same tensor cores, mma.sync).
+        timed.push({ spec, target: Number.isFinite(bf16) ? { value: 0.5 * bf16, source: "50% of cuBLAS BF16" } : null, unit: "TFLOP/s", ints: new Map() });
+        continue;
+      }
       const memoryBound = spec.kind !== "gate_topk";
       timed.push({ spec, target: memoryBound && Number.isFinite(copyGbps) ? { value: 0.85 * copyGbps, source: "85% of copy" } : null, unit: "GB/s", ints: integerInputs(spec, 7) });
     }
@@ -296,6 +303,8 @@ function shapeOf(spec: KernelSpec): string {
         : `${c["groups"]} groups, ${c["m"]}×${c["n"]}×${c["k"]}`;
     case "mla_decode_attention":
       return `${c["queries"]} q × ${c["heads"]} heads, kv ${c["kv_len"]}`;
+    case "prefill_attention":
+      return `${c["queries"]} q × ${c["heads"]} heads, kv ${c["kv_len"]}, qk ${c["dk"]} v ${c["dv"]}${c["causal"] === true ? " causal" : ""}`;
     case "gate_topk":
       return `${c["m"]} tokens × ${c["n"]} experts`;
     case "moe_permute":

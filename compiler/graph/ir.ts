@@ -31,7 +31,8 @@
  *   embedding(ids[T], table[V,H]) → [T,H]                        embeddingForward
  *   rmsnorm(x[…,D], w[D]) {eps} → like x (computed in FP32)        rmsnormForward
  *   linear(x[M,K], w[N,K]) → [M,N]   (y = x·Wᵀ, checkpoint [out,in]) linearForward
- *   grouped_linear(x[M,K], w[E,N,K], counts[E]) → [M,N]: rows grouped by expert, counts rows each
+ *   grouped_linear(x[M,K], w[E,N,K], counts[E]) {layout?} → [M,N]: rows grouped by expert, counts
+ *     rows each; `layout=masked`: group e owns rows [e·M/E, (e+1)·M/E), its first counts[e] valid
  *   add(a, b) → like a (b equal to a or to a trailing part of a's shape: broadcast)
  *   scale(x) {factor} → like x
  *   swiglu(g, u) → SiLU(g)⊙u                                       swigluForward
@@ -48,7 +49,8 @@
  *   seq_aux_loss(scores[T,E], idx[T,K]) {alpha, seq_len} → fp32[]     seqAuxLossForward
  *   moe_permute(x[T,H], idx[T,K]) {align?} → (rows[M,H], counts i32[E], slots i32[T,K]): the T·K
  *     (token, expert) rows in expert-contiguous order, each expert's segment padded to a multiple of
- *     `align` rows (default 1: M = T·K); slots[t,k] is the row of (t, k)
+ *     `align` rows (default 1: M = T·K); slots[t,k] is the row of (t, k). {capacity} instead: the
+ *     masked layout (decode), expert e's rows at [e·capacity, …), counts[e] its valid rows, M = E·capacity
  *   moe_unpermute(y[M,H], slots[T,K], weights[T,K]) → [T,H]: Σ_k weights[t,k]·y[slots[t,k]]
  *   quantize(x) → the output's format and tile (scale = amax / max, or its power-of-two ceiling)
  *   cross_entropy(logits[T,V], labels[T]) → fp32[] (mean over labelled tokens)   crossEntropyForward

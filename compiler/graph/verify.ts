@@ -77,6 +77,7 @@ function checkOpShapes(op: Op, ins: Value[], outs: Value[], dims: Dims): void {
       expectRank("w", i(1), 3);
       expectShape("counts", i(2), [dim(i(1), 0)]);
       if (dim(i(0), 1) !== dim(i(1), 2)) fail(`x ${fmt(i(0))} and w ${fmt(i(1))} disagree on K`);
+      if (op.attrs["layout"] === "masked" && dim(i(0), 0) % dim(i(1), 0) !== 0) fail(`masked rows ${fmt(i(0))} do not split into ${dim(i(1), 0)} groups`);
       expectShape("the output", o(0), [dim(i(0), 0), dim(i(1), 1)]);
       return;
     case "add": {
@@ -188,7 +189,10 @@ function checkOpShapes(op: Op, ins: Value[], outs: Value[], dims: Dims): void {
       const e = dim(o(1), 0);
       expectRank("counts", o(1), 1);
       const align = op.attrs["align"] === undefined ? 1 : numAttr(op, "align", dims);
-      const rows = align === 1 ? t * k : align * Math.floor((t * k + (align - 1) * e) / align);
+      // Masked layout (decode): every expert owns `capacity` rows.
+      const capacity = op.attrs["capacity"] === undefined ? 0 : numAttr(op, "capacity", dims);
+      if (capacity > 0 && capacity < t) fail(`capacity ${capacity} is below the ${t} rows one expert may receive`);
+      const rows = capacity > 0 ? e * capacity : align === 1 ? t * k : align * Math.floor((t * k + (align - 1) * e) / align);
       expectShape("the rows", o(0), [rows, h]);
       expectShape("the slots", o(2), [t, k]);
       return;

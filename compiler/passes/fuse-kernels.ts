@@ -7,11 +7,21 @@
  *   moe_permute           the permutation into an expert-contiguous layout, each expert's rows
  *                         padded to a multiple of 128 (the grouped GEMM's M tile): the permuted rows
  *                         and everything computed on them up to the unpermute get the padded row
- *                         count Mp = 128·⌊(T·K + 127·E)/128⌋ (the worst case; a new dim)
+ *                         count Mp = 128·⌊(T·K + 127·E)/128⌋ (the worst case; a new dim). Decode
+ *                         uses the masked layout instead (DeepGEMM's, for CUDA-graph decode: fixed
+ *                         shapes whatever the routing): expert e owns rows [e·cap, (e+1)·cap) of
+ *                         which counts[e] are valid, cap = 64·⌈T/64⌉ (no expert receives more than
+ *                         T rows), Mm = E·cap rows; the grouped GEMMs on them get `layout=masked`
  *   moe_unpermute         the weighted combine back to token order
  *   mla_decode_attention  absorbed MLA decode attention over the latent cache (FlashMLA's kernel):
  *                         the query concat [q_abs | q_rope] and the value slice of the cache as its
  *                         prologue (page of 64 cached tokens: `kv_block=64`)
+ *   prefill_attention     attention with per-head keys and values in training and prefill (MLA in
+ *                         its naive form, 192-dim QK / 128-dim V for V3; MHA/GQA), FlashAttention
+ *                         style (tiles of 128 queries, 64 keys per online-softmax step); the key's
+ *                         concat of k_nope and the broadcast k_rope, and the split of [k_nope | v],
+ *                         join as views (compiler/attention-operands.ts), so per-head keys are never
+ *                         materialised
  *   rope                  RoPE, with the split/concat around it when it rotates the trailing R dims
  *                         of each head in place ([q_nope | q_rope] → [q_nope | rope(q_rope)])
  *   rmsnorm_quantize      an RMSNorm and every quantisation of its output (several formats at once:
@@ -29,15 +39,20 @@
  * Quantisations not taken by a pattern (the output projection's input) stay standalone ops.
  */
 import { evalDim, evalShape, type Dims } from "../graph/dim-expr.js";
-import type { Attrs, LayerGraph, ModelGraph, Op, OpFlag } from "../graph/ir.js";
+import type { Attrs, LayerGraph, ModelGraph, Op, OpFlag, Phase } from "../graph/ir.js";
 import { cloneModel, GraphEdit } from "../graph/rewrite.js";
 import { KERNEL_MAIN_OPS, type KernelKind } from "../kernel-spec.js";
 import type { Pass } from "./pass.js";
 
 /** Rows of each expert's segment are padded to a multiple of this (DeepGEMM's M block). */
 export const EXPERT_ROW_ALIGN = 128;
+/** Decode's masked layout: each expert's fixed capacity is a multiple of this (the masked GEMM's M tile). */
+export const MASKED_ROW_ALIGN = 64;
 /** Cached tokens per page of the MLA decode kernel's KV cache (FlashMLA's block size). */
 export const MLA_KV_BLOCK = 64;
+/** Prefill attention: queries per CTA and keys per step of its online softmax (FlashAttention-2's tiles). */
+export const ATTENTION_Q_BLOCK = 128;
+export const ATTENTION_KV_BLOCK = 64;
 
 interface Region {
   kernel: KernelKind;
@@ -45,7 +60,7 @@ interface Region {
   attrs: Attrs;
 }
 
-function fuseGraph(g: LayerGraph, dims: Dims): boolean {
+function fuseGraph(g: LayerGraph, dims: Dims, phase: Phase): boolean {
   const e = new GraphEdit(g);
   const index = new Map<Op, number>(g.ops.map((op, i) => [op, i]));
   const prod = e.producers();
@@ -107,23 +122,30 @@ function fuseGraph(g: LayerGraph, dims: Dims): boolean {
     group("gate_topk", ops);
   }
 
-  // moe_permute (padded to 128 rows per expert) and moe_unpermute
+  // moe_permute (padded to 128 rows per expert; decode: the masked layout) and moe_unpermute
   for (const op of ofKind("moe_permute")) {
     if (!free(op) || !group("moe_permute", [op])) continue;
     const rows = e.value(op.outputs[0]!);
     const before = rows.shape[0]!;
     const experts = evalShape(e.value(op.outputs[1]!).shape, dims)[0]!;
-    const padded = EXPERT_ROW_ALIGN * Math.floor((evalDim(before, dims) + (EXPERT_ROW_ALIGN - 1) * experts) / EXPERT_ROW_ALIGN);
-    let name = "Mp";
-    for (let n = 2; dims[name] !== undefined && dims[name] !== padded; n++) name = `Mp${n}`;
+    const tokens = evalShape(e.value(op.inputs[0]!).shape, dims)[0]!;
+    const masked = phase === "decode";
+    // A token's top-k experts are distinct, so no expert receives more than `tokens` rows.
+    const capacity = MASKED_ROW_ALIGN * Math.ceil(tokens / MASKED_ROW_ALIGN);
+    const padded = masked ? experts * capacity : EXPERT_ROW_ALIGN * Math.floor((evalDim(before, dims) + (EXPERT_ROW_ALIGN - 1) * experts) / EXPERT_ROW_ALIGN);
+    const stem = masked ? "Mm" : "Mp";
+    let name = stem;
+    for (let n = 2; dims[name] !== undefined && dims[name] !== padded; n++) name = `${stem}${n}`;
     dims[name] = padded;
-    op.attrs["align"] = EXPERT_ROW_ALIGN;
+    if (masked) op.attrs["capacity"] = capacity;
+    else op.attrs["align"] = EXPERT_ROW_ALIGN;
     rows.shape[0] = name;
     const queue = [rows.id];
     const seen = new Set(queue);
     while (queue.length > 0) {
       for (const c of consumersOf(queue.shift()!)) {
         if (c.kind === "moe_unpermute") continue;
+        if (masked && c.kind === "grouped_linear") c.attrs["layout"] = "masked";
         for (const id of c.outputs) {
           const v = e.value(id);
           if (v.shape[0] === before && !seen.has(id)) {
@@ -154,6 +176,30 @@ function fuseGraph(g: LayerGraph, dims: Dims): boolean {
       ops.push(vs);
     }
     group("mla_decode_attention", ops, { kv_block: MLA_KV_BLOCK });
+  }
+
+  // prefill_attention: per-head keys and values (rank-3 k and v), the naive MLA's (or MHA's) —
+  // with the key's concat(k_nope, broadcast(k_rope)) and the split of [k_nope | v] as views
+  for (const att of ofKind("attention")) {
+    if (phase === "decode" || !free(att) || e.value(att.inputs[1]!).shape.length !== 3) continue;
+    const ops = [att];
+    const lastAxis = (op: Op, id: string): boolean => op.attrs["axis"] === e.value(id).shape.length - 1;
+    const kc = producedBy(att.inputs[1], "concat");
+    if (kc !== undefined && sole(kc.outputs[0]!) === att && lastAxis(kc, kc.outputs[0]!)) {
+      ops.push(kc);
+      for (const id of kc.inputs) {
+        const bc = producedBy(id, "broadcast");
+        if (bc !== undefined && sole(id) === kc && bc.attrs["axis"] === 1 && e.value(bc.inputs[0]!).shape.length === 2) ops.push(bc);
+      }
+    }
+    // A split of the keys' or values' columns joins when the kernel reads all it produces.
+    const splits = new Set([...ops.flatMap((op) => op.inputs), att.inputs[2]!].map((id) => producedBy(id, "split")));
+    for (const sp of splits) {
+      if (sp === undefined || !lastAxis(sp, sp.inputs[0]!)) continue;
+      const inside = new Set([...ops, sp]);
+      if (sp.outputs.every((id) => !isOut.has(id) && consumersOf(id).every((c) => inside.has(c)))) ops.push(sp);
+    }
+    group("prefill_attention", ops, { q_block: ATTENTION_Q_BLOCK, kv_block: ATTENTION_KV_BLOCK });
   }
 
   // rope (in place on the trailing dims: split → rope → concat)
@@ -244,7 +290,7 @@ export const fuseKernels: Pass = {
   run(model: ModelGraph): ModelGraph {
     const out = cloneModel(model);
     let changed = false;
-    for (const g of out.graphs) changed = fuseGraph(g, out.dims) || changed;
+    for (const g of out.graphs) changed = fuseGraph(g, out.dims, out.phase) || changed;
     return changed ? out : model;
   },
 };

@@ -9,6 +9,10 @@
  * histogram — and copies each row's codes and 1×128 scales to its slot. Padding rows (inside
  * segments and after the last one) get zero codes and the all-zero tile's scale, as the reference.
  * CTA 0 writes the padded counts.
+ *
+ * Masked layout (decode, a `capacity` constant): expert e's segment starts at e·capacity whatever
+ * the routing (fixed shapes, as a CUDA graph needs), counts are the valid rows, and the rest of each
+ * segment is not written — the masked grouped GEMM skips it — so the kernel moves only T·K rows.
  */
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import { E4M3, tileScale } from "../../reference/numerics/index.js";
@@ -23,6 +27,8 @@ export function generateMoePermute(spec: KernelSpec, gpu: GpuTarget, name: strin
   const experts = spec.constants["experts"] as number;
   const align = spec.constants["align"] as number;
   const rows = spec.constants["rows"] as number;
+  const capacity = spec.constants["layout"] === "masked" ? (spec.constants["capacity"] as number) : 0;
+  const masked = capacity > 0;
   const xT = spec.inputs[0]!;
   const quantised = xT.quant !== null;
   const elementBytes = xT.dtype === "e4m3" ? 1 : 2;
@@ -51,6 +57,8 @@ ${devicePrelude()}
 constexpr int TOKENS = ${tokens}, TOPK = ${topk}, PAIRS = TOKENS * TOPK, EXPERTS = ${experts}, ALIGN = ${align};
 constexpr int ROWS = ${rows}, ROW_VECS = ${rowBytes / 16}, TILES = ${tiles}, THREADS = ${threads}, WARPS = THREADS / 32;
 constexpr int TOKENS_PER_CTA = ${tokensPerCta};
+/** Masked layout (decode): expert e's rows start at e·CAPACITY, counts are the valid rows; 0: contiguous. */
+constexpr int CAPACITY = ${capacity};
 constexpr float ZERO_SCALE = ${floatLiteral(zeroScale)};
 
 /** Copy (or zero, when src < 0) one row and its scales. */
@@ -75,20 +83,21 @@ ${name}(const ${quantised ? "fp8_t" : "bf16_t"}* __restrict__ x, ${scaleArgs}con
     if (i < first) atomicAdd(&before[e], 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
+${masked ? `  for (int e = threadIdx.x; e < EXPERTS; e += THREADS) start[e] = e * CAPACITY;` : `  if (threadIdx.x == 0) {
     int s = 0;
     for (int e = 0; e < EXPERTS; ++e) { start[e] = s; s += (total[e] + ALIGN - 1) / ALIGN * ALIGN; }
-  }
+  }`}
   __syncthreads();
   for (int e = threadIdx.x; e < EXPERTS; e += THREADS) {
     next[e] = start[e] + before[e];
-    if (blockIdx.x == 0) counts[e] = (total[e] + ALIGN - 1) / ALIGN * ALIGN;
+    if (blockIdx.x == 0) counts[e] = ${masked ? "total[e]" : "(total[e] + ALIGN - 1) / ALIGN * ALIGN"};
   }
   const uint4* xv = (const uint4*)x;
   uint4* dv = (uint4*)rows_out;
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-  // Padding rows: inside segments (experts e ≡ blockIdx.x mod gridDim.x) and after the last one.
+${masked ? "  // Masked: the rows past each expert's count are left as they are (the grouped GEMM never reads them)." : ""}
   __syncthreads();
+${masked ? "" : `  // Padding rows: inside segments (experts e ≡ blockIdx.x mod gridDim.x) and after the last one.
   for (int e = blockIdx.x; e < EXPERTS; e += gridDim.x) {
     const int pad0 = start[e] + total[e], pad1 = start[e] + (total[e] + ALIGN - 1) / ALIGN * ALIGN;
     for (int r = pad0 + warp; r < pad1; r += WARPS) move_row(xv, ${quantised ? "x_scale, " : ""}dv, ${quantised ? "rows_scale, " : ""}-1, r, lane, 32);
@@ -97,7 +106,7 @@ ${name}(const ${quantised ? "fp8_t" : "bf16_t"}* __restrict__ x, ${scaleArgs}con
     int used = 0;
     for (int e = 0; e < EXPERTS; ++e) used += (total[e] + ALIGN - 1) / ALIGN * ALIGN;
     for (int r = used + blockIdx.x * WARPS + warp; r < ROWS; r += gridDim.x * WARPS) move_row(xv, ${quantised ? "x_scale, " : ""}dv, ${quantised ? "rows_scale, " : ""}-1, r, lane, 32);
-  }
+  }`}
   // Stable ranks of this CTA's pairs, chunk by chunk.
   for (int c0 = first; c0 < last; c0 += THREADS) {
     const int i = c0 + threadIdx.x;
@@ -134,7 +143,7 @@ ${name}(const ${quantised ? "fp8_t" : "bf16_t"}* __restrict__ x, ${scaleArgs}con
     entry: name,
     source,
     launch: { grid: [grid, 1, 1], block: [threads, 1, 1], sharedBytes: 0, params },
-    choice: { threads, tokens_per_cta: tokensPerCta, grid },
+    choice: { threads, tokens_per_cta: tokensPerCta, grid, ...(masked ? { layout: "masked", capacity } : {}) },
     work: { flops: 0, bytes: tokens * topk * (rowBytes + tiles * 4) * 2 },
   };
 }

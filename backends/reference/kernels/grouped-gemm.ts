@@ -4,6 +4,10 @@
  * straddles two experts); the kernel walks M tiles of at most 128 rows, each tile times its expert's
  * weight through fp8Gemm (promotion every `promote`), rows past Σ counts are 0. Rows are
  * independent in fp8Gemm, so tiling is bitwise the unfused grouped_linear.
+ *
+ * Masked layout (decode, `layout: masked`, DeepGEMM's masked grouped GEMM): group e owns the fixed
+ * rows [e·m/G, (e+1)·m/G) of which the first counts[e] are valid; only those are computed, every
+ * other output row is 0 (never stored by the CUDA kernel).
  */
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import { fp8Gemm, type QuantizedMatrix } from "../numerics/index.js";
@@ -25,10 +29,13 @@ export function runGroupedGemm(spec: KernelSpec, inputs: KernelValues): KernelVa
   const qx = getQuantized(inputs, xT);
   const tilesPerRow = qx.scaleShape[1];
   const y = new Float32Array(m * n);
+  const masked = spec.constants["layout"] === "masked";
+  const capacity = m / groups;
   let start = 0;
   for (let e = 0; e < groups; e++) {
+    if (masked) start = e * capacity;
     const end = start + counts[e]!;
-    if (end > m) throw new Error(`${spec.id}: expert segments exceed ${m} rows`);
+    if (end > (masked ? start + capacity : m)) throw new Error(`${spec.id}: expert segments exceed ${masked ? `the ${capacity} rows of group ${e}` : `${m} rows`}`);
     const we = getQuantized(inputs, wT, e);
     for (let r0 = start; r0 < end; r0 += GROUPED_GEMM_TILE_M) {
       const r1 = Math.min(end, r0 + GROUPED_GEMM_TILE_M);

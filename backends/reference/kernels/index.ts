@@ -12,6 +12,7 @@ import { runGroupedGemm } from "./grouped-gemm.js";
 import { runMlaDecodeAttention } from "./mla-decode-attention.js";
 import { runMoePermute } from "./moe-permute.js";
 import { runMoeUnpermute } from "./moe-unpermute.js";
+import { runPrefillAttention } from "./prefill-attention.js";
 import { runRmsnormQuantize } from "./rmsnorm-quantize.js";
 import { runRope } from "./rope.js";
 import { runSwigluQuantize } from "./swiglu-quantize.js";
@@ -31,6 +32,7 @@ export const KERNELS: Record<KernelKind, KernelFunction> = {
   moe_permute: runMoePermute,
   moe_unpermute: runMoeUnpermute,
   mla_decode_attention: runMlaDecodeAttention,
+  prefill_attention: runPrefillAttention,
   rope: runRope,
 };
 
@@ -51,6 +53,7 @@ export function kernelExactness(spec: KernelSpec): "bitwise" | "rounding" {
     case "gemm":
       return Array.isArray(spec.constants["epilogue"]) && spec.constants["epilogue"].length > 0 ? "rounding" : "bitwise";
     case "mla_decode_attention":
+    case "prefill_attention":
       return "rounding";
     default:
       return "bitwise";

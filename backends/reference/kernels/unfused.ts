@@ -12,6 +12,11 @@
  *     with zero rows to a multiple of `align` (zero codes, the scale of an all-zero tile); rows after
  *     the last segment are padding too. counts[e] = the padded segment length, so grouped_linear
  *     needs no `align`: expert e owns rows [Σ_{e'<e} counts[e'], + counts[e]); rows past Σ counts are 0.
+ *   moe_permute {capacity} (the masked layout of decode): expert e's rows start at e·capacity, in token
+ *     order; counts[e] = its valid rows (at most capacity); rows past them are never written (zero
+ *     codes and zero scales here; whatever the buffer held on a GPU).
+ *   grouped_linear {layout=masked}: group e's rows are [e·M/E, e·M/E + counts[e]); other rows 0.
+ *   broadcast: the input repeated along the output's `axis`.
  *   moe_unpermute: Σ_k fround(w[t,k]·y[slots[t,k]]) accumulated in FP32, k ascending, then rounded
  *     to the output dtype.
  *   attention: block-diagonal — query sequence b (q_len queries) attends to keys [b·kv_len, (b+1)·kv_len),
@@ -47,7 +52,7 @@ export const DIM_ATTRS: Partial<Record<OpKind, Record<string, string>>> = {
   attention: { q_len: "q_len", kv_len: "kv_len", scale: "scale" },
   group_topk: { k: "topk", groups: "groups", top_groups: "top_groups" },
   gate_weights: { scale: "routed_scale" },
-  moe_permute: { align: "align" },
+  moe_permute: { align: "align", capacity: "capacity" },
   linear: { promote: "promote" },
   grouped_linear: { promote: "promote" },
 };
@@ -114,9 +119,12 @@ export const OP_SEMANTICS: Partial<Record<OpKind, OpSemantics>> = {
     const n = w.shape[1]!;
     const qx = getQuantized(c.values, x);
     const y = new Float32Array(m * n);
+    const masked = c.op.attrs["layout"] === "masked";
     let row = 0;
     for (let e = 0; e < counts.length; e++) {
       const rows = counts[e]!;
+      if (masked) row = e * (m / counts.length);
+      if (masked && rows > m / counts.length) throw new Error(`grouped_linear: ${rows} rows in a group of ${m / counts.length}`);
       if (rows === 0) continue;
       const tilesPerRow = qx.scaleShape[1];
       const part = {
@@ -165,6 +173,18 @@ export const OP_SEMANTICS: Partial<Record<OpKind, OpSemantics>> = {
       c.values.set(t.id, roundTo(t.dtype, y));
       from += w;
     }
+  },
+  broadcast(c) {
+    // Inserts the output's dim at `axis`: each block of `inner` elements repeated `count` times.
+    const x = getReal(c.values, c.input(0));
+    const out = c.output(0);
+    const axis = c.attr("axis");
+    const count = out.shape[axis]!;
+    const inner = elements(out.shape.slice(axis + 1));
+    const outer = x.length / inner;
+    const y = new Float32Array(outer * count * inner);
+    for (let i = 0; i < outer; i++) for (let r = 0; r < count; r++) y.set(x.subarray(i * inner, (i + 1) * inner), (i * count + r) * inner);
+    c.values.set(out.id, roundTo(out.dtype, y));
   },
   concat(c) {
     const out = c.output(0);
@@ -254,6 +274,7 @@ export const OP_SEMANTICS: Partial<Record<OpKind, OpSemantics>> = {
     const topk = c.input(1).shape[1]!;
     const experts = countsT.shape[0]!;
     const align = c.op.attrs["align"] === undefined ? 1 : c.attr("align");
+    const capacity = c.op.attrs["capacity"] === undefined ? 0 : c.attr("capacity");
     const M = rowsT.shape[0]!;
     const quantised = xT.quant !== null;
     const src = quantised ? c.values.get(xT.id)! : getReal(c.values, xT);
@@ -261,11 +282,13 @@ export const OP_SEMANTICS: Partial<Record<OpKind, OpSemantics>> = {
     const tilesPerRow = quantised ? Math.ceil(hidden / xT.quant!.tile[1]) : 0;
     const srcScales = quantised ? (c.values.get(scaleKey(xT.id)) as Float32Array) : null;
     const zeroScale = quantised ? tileScale(0, minifloatOf(xT.dtype), xT.quant!.pow2) : 0;
-    const dstScales = new Float32Array(M * tilesPerRow).fill(zeroScale);
+    // Masked layout: rows past a group's count are never written (zero codes, zero scales).
+    const dstScales = new Float32Array(M * tilesPerRow).fill(capacity > 0 ? 0 : zeroScale);
     const counts = new Int32Array(experts);
     const slots = new Int32Array(tokens * topk);
     let row = 0;
     for (let e = 0; e < experts; e++) {
+      if (capacity > 0) row = e * capacity;
       const start = row;
       for (let t = 0; t < tokens; t++) {
         for (let k = 0; k < topk; k++) {
@@ -275,6 +298,11 @@ export const OP_SEMANTICS: Partial<Record<OpKind, OpSemantics>> = {
           if (srcScales !== null) dstScales.set(srcScales.subarray(t * tilesPerRow, (t + 1) * tilesPerRow), row * tilesPerRow);
           slots[t * topk + k] = row++;
         }
+      }
+      if (capacity > 0) {
+        if (row - start > capacity) throw new Error(`moe_permute: expert ${e} receives ${row - start} rows, over its capacity ${capacity}`);
+        counts[e] = row - start;
+        continue;
       }
       row = start + Math.ceil((row - start) / align) * align;
       counts[e] = row - start;
