@@ -103,6 +103,28 @@ DEV void math_barrier(int threads) { asm volatile("bar.sync 1, %0;" :: "r"(threa
 }
 
 /** `x` as a C++ float literal that reads back as fround(x) (always with an exponent: `1.000000000e-6f`). */
+/**
+ * The Ampere-style tensor-core helpers the attention kernels share (they need smem_u32 from the
+ * prelude): cp.async group commit/wait, ldmatrix (plain and transposed) and the BF16
+ * mma.sync m16n8k16 with FP32 accumulation.
+ */
+export function mmaSyncHelpers(): string {
+  return `DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> DEV void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+DEV void ldmatrix_x4(unsigned* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+}
+DEV void ldmatrix_x4_trans(unsigned* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+}
+DEV void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}`;
+}
+
 export function floatLiteral(x: number): string {
   if (!Number.isFinite(x)) throw new Error(`internal error: ${x} is not a finite float literal`);
   return `${x.toExponential(9)}f`;

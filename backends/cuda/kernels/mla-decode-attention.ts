@@ -14,7 +14,7 @@
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import type { GpuTarget } from "../gpu-target.js";
 import type { GeneratedKernel, KernelParam } from "../generated-kernel.js";
-import { devicePrelude, floatLiteral } from "./device-prelude.js";
+import { devicePrelude, floatLiteral, mmaSyncHelpers } from "./device-prelude.js";
 
 export function generateMlaDecodeAttention(spec: KernelSpec, gpu: GpuTarget, name: string): GeneratedKernel {
   const c = spec.constants;
@@ -71,20 +71,7 @@ constexpr bool CAUSAL = ${causal};
 DEV void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(smem_u32(dst)), "l"(src) : "memory");
 }
-DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> DEV void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
-DEV void ldmatrix_x4(unsigned* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
-}
-DEV void ldmatrix_x4_trans(unsigned* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
-}
-DEV void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+${mmaSyncHelpers()}
 
 /** Page \`p\` of the sequence into ring slot \`buf\` (16-byte cp.async, 18 per thread). */
 DEV void load_page(bf16_t* ks, const bf16_t* __restrict__ cache, const int* __restrict__ page_table, int seq, int p) {

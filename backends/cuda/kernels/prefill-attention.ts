@@ -29,7 +29,7 @@ import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import type { GpuTarget } from "../gpu-target.js";
 import type { GeneratedKernel, KernelParam } from "../generated-kernel.js";
 import { chooseAttention } from "../kernel-choice.js";
-import { devicePrelude, floatLiteral } from "./device-prelude.js";
+import { devicePrelude, floatLiteral, mmaSyncHelpers } from "./device-prelude.js";
 
 /** Head dims are padded to the mma's k16 / n16 in shared memory (zero columns). */
 const pad16 = (x: number): number => Math.ceil(x / 16) * 16;
@@ -120,20 +120,7 @@ template <int BYTES> DEV void cp_async(void* dst, const void* src) {
   if constexpr (BYTES == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(smem_u32(dst)), "l"(src) : "memory");
   else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" :: "r"(smem_u32(dst)), "l"(src), "n"(BYTES) : "memory");
 }
-DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> DEV void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
-DEV void ldmatrix_x4(unsigned* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
-}
-DEV void ldmatrix_x4_trans(unsigned* r, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
-}
-DEV void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+${mmaSyncHelpers()}
 
 /** Key/value tile \`kt\` of sequence \`seq\`, head \`h\` into ring slot (ks, vs); rows past KV_LEN zeroed. */
 DEV void load_kv(bf16_t* ks, bf16_t* vs, ${tensors.map((_, i) => `const bf16_t* __restrict__ src${i}`).join(", ")}, int seq, int h, int kt) {
