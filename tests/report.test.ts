@@ -16,7 +16,7 @@ import { buildPlan, planBundleFiles } from "../compiler/plan/index.js";
 import type { Spec } from "../compiler/spec.js";
 import { computeStats } from "../compiler/stats.js";
 import { writeBundle } from "../runtime/bundle-writer.js";
-import { expertLoads } from "../runtime/report/html-report.js";
+import { byteUnit, expertLoads } from "../runtime/report/html-report.js";
 
 const cli = (args: string[]): Promise<CliRun> => runInProcess(...args);
 
@@ -77,6 +77,17 @@ describe("dsv3 report", () => {
     }
     expect(text).toContain("simulated step time");
     expect(text).toContain(`schedule '${schedule}'`);
+  });
+
+  it("axes read in a unit that fits the plan: a tiny plan's traffic ticks are distinct, in KB or MB, not all 0.00 GB", () => {
+    const figure = /<figure class="chart-figure" data-chart="traffic">([\s\S]*?)<\/figure>/.exec(html.get("tiny-zb1p")!)![1]!;
+    const ticks = [...figure.matchAll(/<text x="[0-9.]+" y="[0-9.]+" text-anchor="end">([^<]*)<\/text>/g)].map((m) => m[1]!);
+    expect(ticks.length).toBeGreaterThan(2);
+    expect(new Set(ticks).size).toBe(ticks.length);
+    expect(figure).toMatch(/>(KB|MB)<\/text>/);
+    expect(byteUnit(5e9)).toEqual({ unit: "GB", bytes: 1e9 });
+    expect(byteUnit(2.5e6)).toEqual({ unit: "MB", bytes: 1e6 });
+    expect(byteUnit(999)).toEqual({ unit: "B", bytes: 1 });
   });
 
   it("is self-contained: nothing is loaded from anywhere", () => {

@@ -48,6 +48,12 @@ const CATEGORY_COLOURS: Record<string, string> = {
 
 const gb = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
+/** The decimal byte unit (B, KB, MB, GB) in which `maxBytes` reads as at least 1, so small plans' axes do not all read 0.00. */
+export function byteUnit(maxBytes: number): { unit: string; bytes: number } {
+  for (const [unit, bytes] of [["GB", 1e9], ["MB", 1e6], ["KB", 1e3]] as const) if (maxBytes >= bytes) return { unit, bytes };
+  return { unit: "B", bytes: 1 };
+}
+
 function memoryChart(plan: Plan): string {
   const classes = plan.memory.classes;
   return barChartSvg({
@@ -115,7 +121,10 @@ function expertChart(spec: Spec, plan: Plan): { svg: string; note: string } | nu
 
 function trafficChart(plan: Plan): string {
   const progs = plan.traffic.perProgram;
-  const v = (f: (t: (typeof progs)[number]) => number): number[] => progs.map((t) => f(t) / 1e9);
+  const total = (t: (typeof progs)[number]): number =>
+    t.dispatch.nvlinkBytes + t.combine.nvlinkBytes + t.dispatch.ibBytes + t.combine.ibBytes + t.p2pBytes + t.dataParallel.reduceScatterBytes + t.dataParallel.allGatherBytes + t.dataParallel.allReduceBytes + t.tensorParallelBytes;
+  const scale = byteUnit(Math.max(0, ...progs.map(total)));
+  const v = (f: (t: (typeof progs)[number]) => number): number[] => progs.map((t) => f(t) / scale.bytes);
   return barChartSvg({
     title: "traffic each GPU sends per step, by link and kind",
     categories: progs.map((t) => t.program),
@@ -127,7 +136,7 @@ function trafficChart(plan: Plan): string {
       { name: "tensor-parallel collectives", colour: "#fdae6b", values: v((t) => t.tensorParallelBytes) },
     ].filter((s) => s.values.some((x) => x > 0)),
     format: gb,
-    unit: "GB",
+    unit: scale.unit,
     slot: progs.length > 8 ? 52 : 96,
   });
 }
