@@ -22,6 +22,7 @@ import { bundleKernels } from "../backends/cuda/bundle-kernels.js";
 import { generateKernel, kernelName, unsupportedReason } from "../backends/cuda/generate.js";
 import { gpuTargetOf, H800_TARGET } from "../backends/cuda/gpu-target.js";
 import { chooseAttention, chooseGemm, MATH_REGISTERS, PRODUCER_REGISTERS } from "../backends/cuda/kernel-choice.js";
+import { SW128_DESC, sw128Descriptor } from "../backends/cuda/kernels/device-prelude.js";
 import { cacheKey, KernelCache } from "../backends/cuda/kernel-cache.js";
 import { findToolchain, parsePtxasReport } from "../backends/cuda/nvcc.js";
 import { serializeManifest, validateManifest, createManifest, type ManifestKernel } from "../runtime/manifest.js";
@@ -147,6 +148,109 @@ describe("generated CUDA sources", () => {
     const odd = structuredClone(spec);
     odd.constants["m"] = 4 * 100;
     expect(unsupportedReason(odd)).toMatch(/masked groups of 100 rows/);
+  });
+
+  it("the FP8 GEMM's Hopper contracts: sw128 descriptors, 1024-byte stage bases, expect_tx = the bytes each CTA receives, barrier counts, register budget", () => {
+    // The descriptor (PTX ISA "Matrix Descriptor Format"): address >> 4 in bits 0-13, LBO 16 B (>> 4 = 1)
+    // in 16-29, SBO 1024 B (8 rows × 128 B, >> 4 = 64) in 32-45, base offset 0, swizzle mode 1 (128 B) in 62-63.
+    expect(sw128Descriptor(0)).toBe(0x4000004000010000n);
+    expect(sw128Descriptor(0x400)).toBe(0x4000004000010040n);
+    // One k32 step inside a 128-byte row: the start address moves by 32 bytes (2 in the >> 4 field).
+    expect(sw128Descriptor(0x400 + 32) - sw128Descriptor(0x400)).toBe(2n);
+    // Only 18 address bits are encoded (shared memory is below 256 KiB).
+    expect(sw128Descriptor(0x40000 + 0x400)).toBe(sw128Descriptor(0x400));
+    const gemms = uniqueKernels([...SCHEDULES.flatMap((s) => kernelsOf(s)), masked(kernelsOf("decode").find((s) => s.kind === "grouped_gemm")!)].filter((s) => s.kind === "gemm" || s.kind === "grouped_gemm"));
+    for (const gpu of [H800_TARGET, { ...H800_TARGET, sms: 8 }]) {
+      for (const spec of gemms) {
+        const k = generateKernel(spec, gpu);
+        const c = chooseGemm(spec, gpu);
+        const src = k.source;
+        const eb = c.variant === "fp8" ? 1 : 2;
+        const where = `${spec.id} on ${gpu.sms} SMs`;
+        expect(src, where).toContain(`((u64)1 << 16) | ((u64)(${SW128_DESC.sbo} >> 4) << 32) | ((u64)1 << 62)`);
+        expect(src, where).toContain(`kk * 32);`);
+        // Every stage buffer (A, B, a multicast half of B, a SwiGLU quarter) starts on a 1024-byte boundary.
+        const aBytes = c.blockM * c.blockK * eb;
+        const bBytes = c.blockN * c.blockK * eb;
+        expect([aBytes % 1024, bBytes % 1024, (bBytes / c.multicast) % 1024, c.split === "n" ? (bBytes / 4) % 1024 : 0], where).toEqual([0, 0, 0, 0]);
+        // Tensor maps: a 128-byte box row (the 128-byte swizzle's limit), ≤ 256 rows, 16-byte row pitch.
+        const maps = k.launch.params.filter((p) => p.kind === "tensor-map");
+        for (const p of maps) {
+          if (p.kind !== "tensor-map") continue;
+          expect([p.box[0] * eb, p.swizzleBytes, p.box[1] <= 256, (p.dims[0] * eb) % 16], where).toEqual([128, 128, true, 0]);
+        }
+        // expect_tx: every byte that lands in this CTA's stage — its A box, and the whole B tile: with
+        // multicast each CTA issues half of B but both halves arrive in both CTAs.
+        const a = maps.find((p) => p.name === "tm_a")!;
+        const b = maps.find((p) => p.name === "tm_b0")!;
+        if (a.kind !== "tensor-map" || b.kind !== "tensor-map") throw new Error("unreachable");
+        const bLoads = c.split === "n" ? 4 : c.multicast;
+        expect(a.box[0] * a.box[1] * eb + bLoads * b.box[0] * b.box[1] * eb, where).toBe(aBytes + bBytes);
+        expect(src, where).toContain("mbar_arrive_expect_tx(&full[s], STAGE_BYTES);");
+        expect(src, where).toContain(`constexpr unsigned A_BYTES = BM * BK * ${eb}, B_BYTES = BN * BK * ${eb}, STAGE_BYTES = A_BYTES + B_BYTES;`);
+        // empty[s]: one arrive per math warpgroup of each CTA the stage is filled for (both, with multicast).
+        expect(src, where).toContain("mbar_init(&full[s], 1); mbar_init(&empty[s], MATH_WG * CLUSTER);");
+        expect(src.includes("mbar_arrive_peer(&empty[s], rank ^ 1);"), where).toBe(c.multicast === 2);
+        // The stage is released only after the wgmma reading it has completed.
+        expect(src.indexOf("wgmma_wait<0>();"), where).toBeLessThan(src.indexOf("mbar_arrive(&empty[s]);"));
+        // Warpgroup-aligned threads; setmaxnreg counts multiples of 8 in [24, 256] within the 64K register file.
+        expect(k.launch.block[0] % 128, where).toBe(0);
+        expect(k.launch.block[0], where).toBe(128 * (1 + c.mathWarpgroups));
+        for (const r of [c.producerRegisters, c.mathRegisters]) expect([r % 8, r >= 24 && r <= 256], where).toEqual([0, true]);
+        expect(c.producerRegisters * 128 + c.mathRegisters * 128 * c.mathWarpgroups, where).toBeLessThanOrEqual(65_536);
+      }
+    }
+  });
+
+  it("the persistent tile walk: every output tile exactly once, the two CTAs of a multicast pair on the same B tile for the same number of stages", () => {
+    // The walk as the kernel writes it (asserted verbatim below, so the model and the source cannot drift apart).
+    const walk = ["for (int p = unit; p < TILES / CLUSTER; p += units) {", "mb = CLUSTER * (p % (TILES_M / CLUSTER)) + rank;", "nb = p / (TILES_M / CLUSTER);", "const int units = gridDim.x / CLUSTER, unit = blockIdx.x / CLUSTER;"];
+    const gemms = uniqueKernels(SCHEDULES.flatMap((s) => kernelsOf(s)).filter((s) => s.kind === "gemm" || s.kind === "grouped_gemm"));
+    for (const sms of [8, 14, 132]) {
+      for (const spec of gemms) {
+        const gpu = { ...H800_TARGET, sms };
+        const c = chooseGemm(spec, gpu);
+        const src = generateKernel(spec, gpu).source;
+        for (const line of walk) expect(src).toContain(line);
+        const cluster = c.multicast;
+        const tiles = c.tilesM * c.tilesN;
+        const seen = new Uint8Array(tiles);
+        const units = c.grid / cluster;
+        for (let unit = 0; unit < units; unit++) {
+          const pairs: [number, number][][] = [];
+          for (let rank = 0; rank < cluster; rank++) {
+            const mine: [number, number][] = [];
+            for (let p = unit; p < tiles / cluster; p += units) {
+              const mb = cluster * (p % (c.tilesM / cluster)) + rank;
+              const nb = Math.floor(p / (c.tilesM / cluster));
+              seen[nb * c.tilesM + mb]!++;
+              mine.push([mb, nb]);
+            }
+            pairs.push(mine);
+          }
+          // Both CTAs of a cluster walk as many tiles (so as many stages) and share each tile's nb.
+          if (cluster === 2) expect(pairs[0]!.map(([, nb]) => nb)).toEqual(pairs[1]!.map(([, nb]) => nb));
+        }
+        expect([...new Set(seen)], `${spec.id} on ${sms} SMs`).toEqual([1]);
+      }
+    }
+  });
+
+  it("epilogues the GEMM generator cannot fuse are refused, not miscompiled; a zeroed grouped tile stores in the output's type", () => {
+    const dense = kernelsOf("train").find((s) => s.kind === "gemm" && isFp8Gemm(s) && (s.constants["epilogue"] as string[]).length === 0)!;
+    const quantOnly = structuredClone(dense);
+    quantOnly.constants = { ...quantOnly.constants, epilogue: ["quantize"] };
+    expect(unsupportedReason(quantOnly)).toMatch(/epilogue quantize/);
+    const addAfterSwiglu = structuredClone(dense);
+    addAfterSwiglu.constants = { ...addAfterSwiglu.constants, epilogue: ["swiglu", "add"] };
+    expect(unsupportedReason(addAfterSwiglu)).toMatch(/epilogue swiglu → add/);
+    const grouped = kernelsOf("train").find((s) => s.kind === "grouped_gemm")!;
+    const groupedSwiglu = structuredClone(grouped);
+    groupedSwiglu.constants = { ...groupedSwiglu.constants, epilogue: ["swiglu"] };
+    expect(unsupportedReason(groupedSwiglu)).toMatch(/SwiGLU epilogue on a grouped GEMM/);
+    for (const s of SCHEDULES.flatMap((x) => kernelsOf(x))) if (s.kind === "gemm" || s.kind === "grouped_gemm") expect(unsupportedReason(s), s.id).toBeNull();
+    const src = generateKernel(grouped, H800_TARGET).source;
+    expect(src).toContain("if (col < N) *(unsigned*)(out + at) = 0u;");
   });
 
   it("the training/prefill attention: MLA's 192/128 dims with views of kv_b's output and the shared k_rope, mma.sync BF16, online softmax, causal skipping", () => {
@@ -364,6 +468,17 @@ describe.skipIf(toolchain === null)("CI: every V3 kernel compiles for sm_90a wit
       expect(b.ptx).toContain("cp.async.bulk.tensor.2d");
     }
     expect(fp8.some((b) => b.ptx!.includes(".multicast::cluster"))).toBe(true);
+    // setmaxnreg moves registers within the CTA's pool, fixed at launch by ptxas's count: the producer's
+    // dec must free what the math warpgroups' inc takes (else the inc blocks forever), and the inc must
+    // not be below the launch count (PTX ISA, setmaxnreg).
+    for (const b of result.kernels.filter((x) => x.kernel.kind === "gemm" || x.kernel.kind === "grouped_gemm")) {
+      const threads = b.kernel.launch.block[0];
+      const launchRegs = Math.ceil(b.resources!.registers / 8) * 8;
+      const math = threads / 128 - 1;
+      expect({ name: b.kernel.name, fits: launchRegs * threads >= PRODUCER_REGISTERS * 128 + MATH_REGISTERS * 128 * math }).toEqual({ name: b.kernel.name, fits: true });
+      expect(launchRegs, b.kernel.name).toBeLessThanOrEqual(MATH_REGISTERS);
+      expect(launchRegs, b.kernel.name).toBeGreaterThanOrEqual(PRODUCER_REGISTERS);
+    }
     const attention = result.kernels.filter((b) => b.kernel.kind === "prefill_attention");
     expect(attention.length).toBe(4);
     for (const b of attention) {

@@ -57,6 +57,13 @@ export function unsupportedReason(spec: KernelSpec): string | null {
       const swiglu = Array.isArray(epilogue) && epilogue.includes("swiglu");
       if (n(spec, "n") % (swiglu ? 16 : 2) !== 0) return `N = ${n(spec, "n")} (a multiple of ${swiglu ? 16 : 2})`;
       if (fp8 && n(spec, "promote") !== 128) return `promotion every ${n(spec, "promote")} (128)`;
+      // The epilogues the generator fuses: residual adds before a BF16/FP32 store, or SwiGLU (then
+      // optionally the 1×128 quantisation) on a dense GEMM. Anything else would be dropped or
+      // mis-stored by the generated code, so it is refused here rather than miscompiled.
+      const steps = Array.isArray(epilogue) ? epilogue.map(String) : [];
+      const fused = steps.every((e) => e === "add") || (steps[0] === "swiglu" && (steps.length === 1 || (steps.length === 2 && steps[1] === "quantize")));
+      if (!fused) return `epilogue ${steps.join(" → ")} (residual adds, or swiglu then quantize)`;
+      if (swiglu && spec.kind === "grouped_gemm") return "a SwiGLU epilogue on a grouped GEMM (dense GEMMs only)";
       if (spec.kind === "grouped_gemm") {
         if (spec.constants["layout"] === "masked") {
           const per = n(spec, "m") / n(spec, "groups");

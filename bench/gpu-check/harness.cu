@@ -93,6 +93,14 @@ static int run_case(const char* path) {
   CU(cuModuleLoad(&mod, cubin.c_str()));
   CU(cuModuleGetFunction(&fn, mod, entry.c_str()));
   if (smem > 48 * 1024) CU(cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem));
+  // A kernel compiled with __cluster_dims__ carries its cluster shape (.reqnctapercluster): a plain
+  // cuLaunchKernel launches it in clusters of that shape, and the grid must be a multiple of it.
+  int cluster_w = 0;
+  CU(cuFuncGetAttribute(&cluster_w, CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH, fn));
+  if (cluster_w > 1 && grid[0] % (unsigned)cluster_w != 0) {
+    fprintf(stderr, "%s: grid %u is not a multiple of the kernel's cluster width %d\n", entry.c_str(), grid[0], cluster_w);
+    return 2;
+  }
   unsigned seed = 1;
   for (auto& b : buffers) {
     int copies = b.out.empty() ? rotate : 1;

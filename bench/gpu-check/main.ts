@@ -63,9 +63,16 @@ export const DEEPGEMM_MASKED: { groups: number; rows: number; n: number; k: numb
   { groups: 4, rows: 256, n: 7168, k: 2048, tflops: 815 },
 ];
 
+/**
+ * The longest one harness run may take: a golden run is one launch on small inputs (seconds); a
+ * timing run also fills the rotated input copies and launches a few dozen times.
+ */
+const GOLDEN_TIMEOUT_MS = 60_000;
+const TIMING_TIMEOUT_MS = 300_000;
+
 interface Harness {
   path: string;
-  run(args: string[]): string;
+  run(args: string[], timeoutMs?: number): string;
 }
 
 function buildHarness(toolchain: Toolchain, work: string): Harness {
@@ -79,9 +86,14 @@ function buildHarness(toolchain: Toolchain, work: string): Harness {
   }
   return {
     path: out,
-    run: (args) => {
-      const r = spawnSync(out, args, { encoding: "utf8", maxBuffer: 64 << 20 });
-      if (r.status !== 0) throw new Error(`harness ${args.join(" ")} failed (${r.status}):\n${r.stderr}`);
+    run: (args, timeoutMs = TIMING_TIMEOUT_MS) => {
+      // A kernel that deadlocks (an mbarrier phase that never completes) would hang the whole check:
+      // every harness run is bounded, and a run past the bound is reported as a failure of that kernel.
+      const r = spawnSync(out, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: timeoutMs, killSignal: "SIGKILL" });
+      if (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === "ETIMEDOUT") {
+        throw new Error(`harness ${args.join(" ")} did not finish in ${timeoutMs / 1000} s (a kernel that never completes: deadlock?)`);
+      }
+      if (r.status !== 0) throw new Error(`harness ${args.join(" ")} failed (${r.status ?? r.signal}):\n${r.stderr}`);
       return r.stdout;
     },
   };
@@ -108,7 +120,7 @@ function runKernelOnGpu(h: Harness, b: BuiltKernel, values: KernelValues | null,
   for (const x of c.buffers) if (x.init instanceof Uint8Array) writeFileSync(file(x), x.init);
   const caseFile = join(dir, `${b.kernel.name}.case`);
   writeFileSync(caseFile, c.text({ cubin, file, out }));
-  const stdout = h.run(["case", caseFile]);
+  const stdout = h.run(["case", caseFile], iters > 0 ? TIMING_TIMEOUT_MS : GOLDEN_TIMEOUT_MS);
   const outputs: KernelValues = new Map();
   for (const x of c.buffers) if (x.output) outputs.set(x.tensor, decodeValues(x.type, new Uint8Array(readFileSync(out(x)))));
   const m = /time_us ([0-9.]+)/.exec(stdout);
@@ -198,10 +210,22 @@ async function main(): Promise<void> {
         goldens.set(spec.id, golden);
       }
       const inputs = new Map(golden.inputs);
-      const { outputs } = runKernelOnGpu(h, b, inputs, work, 0, l2);
+      const where = `${spec.id}${label}${b.kernel.choice["multicast"] === 2 ? ", multicast" : ""}`;
+      let outputs: KernelValues;
+      try {
+        outputs = runKernelOnGpu(h, b, inputs, work, 0, l2).outputs;
+      } catch (e) {
+        // A launch error, a fault or a hang of one kernel fails that kernel; the others still run.
+        failures++;
+        process.stdout.write(`FAIL ${spec.kind} ${where} (${shapeOf(spec)}): ${(e as Error).message.split("\n").slice(0, 3).join(" | ")}\n`);
+        const k = byKind.get(spec.kind) ?? { checked: 0, failed: 0, worst: 0, metric: "diff" };
+        k.checked++;
+        k.failed++;
+        byKind.set(spec.kind, k);
+        continue;
+      }
       const checks = compareOutputs(spec, outputs, golden.outputs);
       const bad = checks.filter((c) => !c.ok);
-      const where = `${spec.id}${label}${b.kernel.choice["multicast"] === 2 ? ", multicast" : ""}`;
       if (bad.length > 0) {
         failures++;
         process.stdout.write(`FAIL ${spec.kind} ${where} (${shapeOf(spec)}): ${bad.map((c) => `%${c.tensor} ${c.metric} ${c.value.toExponential(2)} > ${c.tolerance}`).join("; ")}\n`);
@@ -265,7 +289,15 @@ async function main(): Promise<void> {
     for (const t of timed) {
       const b = timedBy.get(t.spec.id);
       if (b === undefined || b.cubin === null) continue;
-      const { micros } = runKernelOnGpu(h, b, t.ints, work, 30, l2);
+      let micros: number | null;
+      try {
+        micros = runKernelOnGpu(h, b, t.ints, work, 30, l2).micros;
+      } catch (e) {
+        // A kernel that faults or hangs in a timing run is a row saying so; the other timings still run.
+        failures++;
+        rows.push({ kernel: t.spec.kind, shape: shapeOf(t.spec), check: `FAIL: ${(e as Error).message.split("\n")[0]!}`.slice(0, 80), micros: null, rate: null, unit: t.unit, target: t.target });
+        continue;
+      }
       const w = b.kernel.work;
       const rate = micros === null ? null : t.unit === "TFLOP/s" ? w.flops / (micros * 1e-6) / 1e12 : w.bytes / (micros * 1e-6) / 1e9;
       const extra = t.spec.kind === "mla_decode_attention" && micros !== null ? `, ${(w.flops / (micros * 1e-6) / 1e12).toFixed(0)} TFLOP/s` : "";

@@ -9,6 +9,19 @@
 /** A CUtensorMap as the driver lays it out: 128 opaque bytes, 64-byte aligned, passed by value. */
 export const TENSOR_MAP_TYPE = "TensorMap";
 
+/**
+ * The fields of the wgmma shared-memory descriptor for a K-major operand under the 128-byte
+ * swizzle (TMA box rows of 128 bytes): stride byte offset = 8 rows × 128 bytes between 8-row core
+ * matrices, leading byte offset unused (16), swizzle mode 1 (sm_90 encoding: 0 none, 1 128 B,
+ * 2 64 B, 3 32 B).
+ */
+export const SW128_DESC = { lbo: 16, sbo: 1024, swizzleMode: 1 } as const;
+
+/** The 64-bit descriptor `smem_desc_sw128` builds for the shared-memory address `addr` (a mirror for tests). */
+export function sw128Descriptor(addr: number): bigint {
+  return (BigInt(addr & 0x3ffff) >> 4n) | (BigInt(SW128_DESC.lbo >> 4) << 16n) | (BigInt(SW128_DESC.sbo >> 4) << 32n) | (BigInt(SW128_DESC.swizzleMode) << 62n);
+}
+
 export function devicePrelude(): string {
   return `typedef unsigned short bf16_t;
 typedef unsigned char fp8_t;
@@ -54,7 +67,13 @@ DEV unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared
 DEV void mbar_init(u64* bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_u32(bar)), "r"(count) : "memory");
 }
-DEV void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+/**
+ * After the barriers' mbarrier.init (generic proxy): fence.mbarrier_init orders them for the other
+ * CTAs of a cluster (multicast complete_tx, remote arrives); fence.proxy.async orders them for this
+ * CTA's own TMA unit (the async proxy performs complete_tx). The second is what DeepGEMM and
+ * Triton's Hopper pipelines also issue; it costs one fence per CTA.
+ */
+DEV void mbar_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\\n\\tfence.proxy.async.shared::cta;" ::: "memory"); }
 DEV void mbar_arrive_expect_tx(u64* bar, unsigned bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(smem_u32(bar)), "r"(bytes) : "memory");
 }
@@ -88,10 +107,17 @@ DEV void reg_fence(float& r) { asm volatile("" : "+f"(r) :: "memory"); }
 /**
  * The descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of 128
  * bytes, 8-row core matrices 1024 bytes apart (the stride byte offset), 1024-byte aligned tile.
+ * Fields (PTX ISA, "Matrix Descriptor Format"): start address >> 4 in bits 0-13, leading byte
+ * offset >> 4 in 16-29 (unused by a swizzled K-major operand whose K extent fits in one swizzle
+ * row; 1 by convention), stride byte offset >> 4 in 32-45, base offset in 49-51 (0: every stage
+ * buffer starts on a 1024-byte boundary, so the swizzle pattern's phase is that of the TMA write),
+ * swizzle mode in 62-63 (1 = 128-byte). The k32 (E4M3) / k16 (BF16) steps inside a 128-byte row
+ * advance the start address by 32 bytes: the hardware applies the 128-byte XOR swizzle to the
+ * computed address (bits 4-6 ^= bits 7-9), and bits 7-9 of start + 32·kk are those of the row.
  */
 DEV u64 smem_desc_sw128(const void* p) {
   u64 addr = smem_u32(p);
-  return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | ((u64)(1024 >> 4) << 32) | (1ull << 62);
+  return ((addr & 0x3FFFFull) >> 4) | ((u64)${SW128_DESC.lbo >> 4} << 16) | ((u64)(${SW128_DESC.sbo} >> 4) << 32) | ((u64)${SW128_DESC.swizzleMode} << 62);
 }
 
 // ── register reallocation between warpgroups ─────────────────────────────────────────────────────

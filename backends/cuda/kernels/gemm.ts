@@ -72,6 +72,22 @@ function wgmmaFunction(variant: "fp8" | "bf16", n: number): string {
 }`;
 }
 
+/*
+ * Protocol notes (checked against the PTX ISA; tests/cuda.test.ts pins what can be pinned statically):
+ *   - full[s] has one arrival (the producer's arrive.expect_tx of STAGE_BYTES = the A box plus the
+ *     whole B tile: under multicast each CTA issues half of B, but both halves complete_tx on the
+ *     barrier at the same offset in both CTAs). A peer's bytes may land before the local expect_tx;
+ *     the pending arrival keeps the phase open meanwhile. Boxes partly or wholly out of bounds are
+ *     zero-filled and still count their full bytes.
+ *   - empty[s] has MATH_WG × CLUSTER arrivals: thread 0 of each math warpgroup arrives (locally, and
+ *     on the peer's barrier under multicast, since the peer's producer writes into this CTA's stage)
+ *     after wgmma.wait_group 0. wgmma is one warpgroup-wide operation that starts only once all four
+ *     warps have issued it, so warp 0 seeing its group complete means the stage's reads are done.
+ *   - Phases: `it` counts stages over the CTA's whole tile walk (never reset per tile), stage it %
+ *     STAGES, parity (it / STAGES) & 1 for full and its complement for empty (a fresh barrier's
+ *     "previous phase" counts as complete, so the first STAGES waits pass). Producer and consumers
+ *     skip exactly the same tiles (same predicate on counts / seg_end) before touching `it`.
+ */
 export function generateGemm(spec: KernelSpec, gpu: GpuTarget, name: string): GeneratedKernel {
   const c = chooseGemm(spec, gpu);
   const ops = operandsOf(spec);
@@ -221,7 +237,7 @@ ${producerBLoads(c, swiglu)}
       const int row0 = ${c.layout === "masked" ? "masked_row0(mb)" : "mb * BM"} + ${c.split === "m" ? "mw * 64 + " : ""}r_in, row1 = row0 + 8;
       ${c.layout === "contiguous" ? `const int e = expert_of(seg_end, mb * BM);
       if (e == GROUPS) {
-${zeroTile(c)}
+${zeroTile(c, outType, rowGuard)}
         continue;
       }` : ""}${c.layout === "masked" ? `const int e = masked_group(mb);
       const int row_end = e * MAX_M + __ldg(counts + e);
@@ -365,13 +381,21 @@ ${pad}  for (int i = 0; i < ${c.wgmmaN / 2}; ++i) fin[i] += acc[i] * ((i & 2) ? 
 ${pad}}`;
 }
 
-function zeroTile(c: GemmChoice): string {
+/**
+ * Contiguous layout, an M tile past the last expert segment: the thread's accumulator positions
+ * are stored as zeros (as the reference does), two columns at a time in the output's own type —
+ * guarded by M as well as N, since the zeroed tile may be the last, partial one.
+ */
+function zeroTile(c: GemmChoice, outType: string, rowGuard: boolean): string {
   const pad = "        ";
+  const store = outType === "float" ? "*(float2*)(out + at) = make_float2(0.0f, 0.0f);" : "*(unsigned*)(out + at) = 0u;";
+  const guards = [rowGuard ? "row < M" : "", "col < N"].filter((g) => g !== "");
   return `${pad}#pragma unroll
 ${pad}for (int i = 0; i < ${c.wgmmaN / 2}; i += 2) {
 ${pad}  const int row = (i & 2) ? row1 : row0;
 ${pad}  const int col = nb * BN + (i / 4) * 8 + (lane % 4) * 2;
-${pad}  if (col < N) *(unsigned*)(out + (long long)row * N + col) = 0u;
+${pad}  const long long at = (long long)row * N + col;
+${pad}  if (${guards.join(" && ")}) ${store}
 ${pad}}`;
 }
 
