@@ -86,9 +86,9 @@ export function unsupportedReason(spec: KernelSpec): string | null {
     case "rope":
       return n(spec, "rope_dim") % 2 === 0 && n(spec, "offset") % 2 === 0 && n(spec, "head_dim") % 2 === 0 ? null : `rope dims ${n(spec, "rope_dim")}/${n(spec, "head_dim")} (even)`;
     case "mla_decode_attention":
-      return n(spec, "dk") % 64 === 0 && n(spec, "dv") % 64 === 0 && n(spec, "dv") <= n(spec, "dk") && n(spec, "kv_len") % 64 === 0 && 32 % n(spec, "q_len") === 0
+      return n(spec, "dk") % 64 === 0 && n(spec, "dv") % 64 === 0 && n(spec, "dv") <= n(spec, "dk") && n(spec, "dv") <= 512 && n(spec, "kv_len") % 64 === 0 && 32 % n(spec, "q_len") === 0
         ? null
-        : `dk ${n(spec, "dk")} / dv ${n(spec, "dv")} / kv_len ${n(spec, "kv_len")} / q_len ${n(spec, "q_len")} (multiples of 64; q_len dividing 32)`;
+        : `dk ${n(spec, "dk")} / dv ${n(spec, "dv")} / kv_len ${n(spec, "kv_len")} / q_len ${n(spec, "q_len")} (multiples of 64, dv ≤ 512; q_len dividing 32)`;
     case "prefill_attention":
       return prefillAttentionUnsupported(spec);
   }

@@ -60,6 +60,19 @@ DEV float tile_scale(float amax, bool pow2) {
   if ((double)a / (double)s > 448.0) s *= 2.0f;
   return s;
 }
+/**
+ * x / s rounded to FP32 by round-to-odd (truncate, set the last bit when inexact), from the exact
+ * remainder of the correctly rounded quotient. E4M3's RNE of that equals RNE of the exact quotient,
+ * as the reference's FP64 quotient: a plain FP32 quotient could round onto an E4M3 tie first.
+ */
+DEV float div_round_odd(float x, float s) {
+  const float q = __fdiv_rn(x, s);
+  const float r = fmaf(-q, s, x);
+  if (r == 0.0f || q == 0.0f || !(fabsf(q) < INFINITY)) return q;
+  const unsigned b = __float_as_uint(q);
+  // |x / s| > |q| when the remainder has q's sign (s > 0): truncation keeps q, else steps one ulp down.
+  return __uint_as_float(((r > 0.0f) == (q > 0.0f) ? b : b - 1u) | 1u);
+}
 
 DEV unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 

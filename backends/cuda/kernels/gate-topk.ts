@@ -32,7 +32,8 @@ export function generateGateTopk(spec: KernelSpec, gpu: GpuTarget, name: string)
   const topk = spec.constants["topk"] as number;
   const groups = (spec.constants["groups"] as number | undefined) ?? 1;
   const topGroups = (spec.constants["top_groups"] as number | undefined) ?? groups;
-  const sumTop2 = spec.constants["group_score"] !== "max";
+  // A group of one expert scores its one expert (the reference's gateSelect), never a + (−∞).
+  const sumTop2 = spec.constants["group_score"] !== "max" && experts / groups > 1;
   const normalize = spec.constants["normalize"] === true;
   const routedScale = (spec.constants["routed_scale"] as number | undefined) ?? 1;
   const hasBias = spec.constants["bias"] === true;

@@ -438,7 +438,7 @@ ${pad}for (int i = 0; i < ${half}; i += 2) {
 ${pad}  const int row = (i & 2) ? row1 : row0;
 ${pad}  const int col = nb * 128 + mw * 64 + (i / 4) * 8 + (lane % 4) * 2;
 ${pad}  const float g0 = ${regs}[i], u0 = ${regs}[i + ${half}], g1 = ${regs}[i + 1], u1 = ${regs}[i + 1 + ${half}];
-${pad}  ${guard}*(unsigned*)(out + (long long)row * OUT_N + col) = f32x2_to_bf16x2(g0 / (1.0f + __expf(-g0)) * u0, g1 / (1.0f + __expf(-g1)) * u1);
+${pad}  ${guard}*(unsigned*)(out + (long long)row * OUT_N + col) = f32x2_to_bf16x2(g0 / (1.0f + expf(-g0)) * u0, g1 / (1.0f + expf(-g1)) * u1);
 ${pad}}`;
   }
   return `${pad}{
@@ -447,7 +447,7 @@ ${pad}  float amax0 = 0.0f, amax1 = 0.0f;
 ${pad}  #pragma unroll
 ${pad}  for (int i = 0; i < ${half}; ++i) {
 ${pad}    const float g = ${regs}[i], u = ${regs}[i + ${half}];
-${pad}    h[i] = g / (1.0f + __expf(-g)) * u;
+${pad}    h[i] = g / (1.0f + expf(-g)) * u;
 ${pad}    if (i & 2) amax1 = fmaxf(amax1, fabsf(h[i])); else amax0 = fmaxf(amax0, fabsf(h[i]));
 ${pad}  }
 ${pad}  amax0 = warp_max_xor(amax0, 4);
@@ -463,7 +463,7 @@ ${pad}    const bool lower = (i & 2) != 0;
 ${pad}    const int row = lower ? row1 : row0;
 ${pad}    const float sc = lower ? s1 : s0;
 ${pad}    const int col = nb * 128 + mw * 64 + (i / 4) * 8 + (lane % 4) * 2;
-${pad}    ${guard}*(unsigned short*)(out + (long long)row * OUT_N + col) = f32x2_to_e4m3x2(h[i] / sc, h[i + 1] / sc);
+${pad}    ${guard}*(unsigned short*)(out + (long long)row * OUT_N + col) = f32x2_to_e4m3x2(div_round_odd(h[i], sc), div_round_odd(h[i + 1], sc));
 ${pad}  }
 ${pad}  if (mw == 0 && (lane & 3) == 0) {
 ${pad}    ${rowGuard ? "if (row0 < M) " : ""}out_scale[(long long)row0 * OUT_TILES + nb] = s0;

@@ -97,9 +97,10 @@ ${name}(${qParts.map((_, i) => `const bf16_t* __restrict__ q${i}`).join(", ")}, 
   const int ra = rg * 16 + lane / 4, rb = ra + 8;   // this thread's two query rows
   load_page(ks, cache, page_table, seq, 0);
 ${qLoads}
-  float o[64];
+  // Each warp's O: 16 rows × DV / 4 columns = DV / 64 n16 tiles of 8 FP32 registers.
+  float o[DV / 8];
   #pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  for (int i = 0; i < DV / 8; ++i) o[i] = 0.0f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
   const int last_a = CAUSAL ? KV_LEN - QLEN + ra % QLEN : KV_LEN - 1;
   const int last_b = CAUSAL ? KV_LEN - QLEN + rb % QLEN : KV_LEN - 1;
@@ -158,15 +159,15 @@ ${qLoads}
     for (int g = 0; g < 4; ++g) { l_a += red_sum[g * 32 + ra]; l_b += red_sum[g * 32 + rb]; }
     m_a = nm_a; m_b = nm_b;
     #pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] *= (i & 2) ? cb : ca;
-    // O[rows, 128·cg .. +128] += P · V.
+    for (int i = 0; i < DV / 8; ++i) o[i] *= (i & 2) ? cb : ca;
+    // O[rows, DV/4·cg .. +DV/4] += P · V.
     #pragma unroll
     for (int k0 = 0; k0 < PAGE; k0 += 16) {
       unsigned a[4];
       const int q = lane >> 3;
       ldmatrix_x4(a, ps + (rg * 16 + (q & 1) * 8 + (lane & 7)) * LDP + k0 + (q >> 1) * 8);
       #pragma unroll
-      for (int t = 0; t < 8; ++t) {
+      for (int t = 0; t < DV / 64; ++t) {
         unsigned b[4];
         ldmatrix_x4_trans(b, kp + (k0 + (q & 1) * 8 + (lane & 7)) * LDQ + cg * (DV / 4) + t * 16 + (q >> 1) * 8);
         mma_bf16(o + t * 8, a, b[0], b[1]);
@@ -177,7 +178,7 @@ ${qLoads}
   }
   const float ia = 1.0f / l_a, ib = 1.0f / l_b;
   #pragma unroll
-  for (int i = 0; i < 64; i += 2) {
+  for (int i = 0; i < DV / 8; i += 2) {
     const bool lower = (i & 2) != 0;
     const int r = lower ? rb : ra;
     const int h = hg * HPC + r / QLEN, qi = seq * QLEN + r % QLEN;
@@ -187,7 +188,8 @@ ${qLoads}
   }
 }
 `;
-  if (dv !== 512) throw new Error(`internal error: ${spec.id}: dv ${dv} (the kernel's warps split 512 columns)`);
+  if (dv % 64 !== 0 || dv > 512 || dk % 16 !== 0 || dk % 8 !== 0 || kvLen % page !== 0 || 32 % qLen !== 0)
+    throw new Error(`internal error: ${spec.id}: dk ${dk} / dv ${dv} / kv_len ${kvLen} / q_len ${qLen} (dv a multiple of 64 up to 512, whole pages, q_len dividing 32)`);
   const kvBytes = sequences * kvLen * dk * 2;
   return {
     name,

@@ -55,8 +55,12 @@ export function prefillAttentionUnsupported(spec: KernelSpec): string | null {
   const heads = n("heads");
   const kvHeads = n("kv_heads");
   const shared = [...layout.k, ...layout.v].every((s) => heads % s.heads === 0 && (s.heads === 1 || s.heads === kvHeads)) && layout.q.every((s) => s.heads === heads);
-  if (pad16(n("dk")) <= 256 && pad16(n("dv")) <= 128 && n("dv") % 2 === 0 && aligned && shared && n("q_len") <= n("kv_len") && n("queries") % n("q_len") === 0) return null;
-  return `dk ${n("dk")} / dv ${n("dv")} (at most 256 / 128, dv even), operand columns in runs of 4-byte multiples, heads ${heads} / kv heads ${kvHeads}`;
+  // The tiles (kernel-choice.ts): BN keys in n16 steps (S is BN/2 registers a thread), BM rows in warps of 16.
+  const blockN = typeof spec.constants["kv_block"] === "number" ? n("kv_block") : 64;
+  const blockM = typeof spec.constants["q_block"] === "number" ? n("q_block") : 128;
+  const tiles = blockN % 16 === 0 && blockN >= 16 && blockN <= 64 && blockM % 16 === 0 && blockM >= 16 && blockM <= 256;
+  if (pad16(n("dk")) <= 256 && pad16(n("dv")) <= 128 && n("dv") % 2 === 0 && aligned && shared && tiles && n("q_len") <= n("kv_len") && n("queries") % n("q_len") === 0) return null;
+  return `dk ${n("dk")} / dv ${n("dv")} (at most 256 / 128, dv even), operand columns in runs of 4-byte multiples, heads ${heads} / kv heads ${kvHeads}, kv_block ${blockN} / q_block ${blockM} (multiples of 16, at most 64 / 256)`;
 }
 
 export function generatePrefillAttention(spec: KernelSpec, gpu: GpuTarget, name: string): GeneratedKernel {

@@ -3,8 +3,10 @@
  * [offset, offset + rope_dim) of each head by position·f_i, copying the rest of the row through
  * (the split/concat of the unfused ops disappear). The frequencies f_i and the YaRN amplitude are
  * computed at generation time by the reference's own ropeFrequencies (FP64) and baked into the
- * source as constants; cos/sin are evaluated in FP64 once per (token, i) into shared memory and
- * shared by all heads. One CTA per token (grid-stride), 16-byte vectors.
+ * source as constants; cos/sin are evaluated in FP64 once per (token, i) into shared memory (kept in
+ * FP64, like the reference's table) and shared by all heads; each rotated value is the reference's
+ * FP64 expression rounded to FP32 and then BF16, so only the last bits of sincos can differ. One CTA
+ * per token (grid-stride), 16-byte vectors.
  */
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import { ropeFrequencies, yarnMscale } from "../../reference/ops/rope.js";
@@ -45,14 +47,14 @@ constexpr double AMPLITUDE = ${amplitude.toPrecision(17)};
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 ${name}(const bf16_t* __restrict__ x, const int* __restrict__ positions, bf16_t* __restrict__ out) {
-  __shared__ float cs[HALF], sn[HALF];
+  __shared__ double cs[HALF], sn[HALF];
   for (int row = blockIdx.x; row < ROWS; row += gridDim.x) {
     __syncthreads();
-    if (threadIdx.x < HALF) {
+    for (int i = threadIdx.x; i < HALF; i += THREADS) {
       double s, c;
-      sincos((double)positions[row] * FREQ[threadIdx.x], &s, &c);
-      cs[threadIdx.x] = (float)(AMPLITUDE * c);
-      sn[threadIdx.x] = (float)(AMPLITUDE * s);
+      sincos((double)positions[row] * FREQ[i], &s, &c);
+      cs[i] = AMPLITUDE * c;
+      sn[i] = AMPLITUDE * s;
     }
     __syncthreads();
     const long long base = (long long)row * HEADS * HEAD_DIM;
@@ -65,8 +67,9 @@ ${name}(const bf16_t* __restrict__ x, const int* __restrict__ positions, bf16_t*
         for (int j = 0; j < VEC; j += 2) {
           const int i = (d0 + j) / 2;
           const float x0 = bf16_to_f32(h[j]), x1 = bf16_to_f32(h[j + 1]);
-          h[j] = f32_to_bf16(__fsub_rn(__fmul_rn(x0, cs[i]), __fmul_rn(x1, sn[i])));
-          h[j + 1] = f32_to_bf16(__fadd_rn(__fmul_rn(x0, sn[i]), __fmul_rn(x1, cs[i])));
+          // The reference's expression: FP64 products and sum (no FMA contraction), rounded to FP32, then BF16.
+          h[j] = f32_to_bf16((float)__dsub_rn(__dmul_rn(x0, cs[i]), __dmul_rn(x1, sn[i])));
+          h[j + 1] = f32_to_bf16((float)__dadd_rn(__dmul_rn(x0, sn[i]), __dmul_rn(x1, cs[i])));
         }
       }
       *(${vecType}*)(out + base + v * VEC) = d;
