@@ -387,6 +387,30 @@ describe("trace events", () => {
   });
 });
 
+describe("trace processes per GPU", () => {
+  it("small plans: a process per GPU named by its coordinates, each GPU showing its pipeline rank's program; large plans stay per pipeline rank", () => {
+    const p = plan(TINY, "dualpipe");
+    const run = simulatePlan(TINY, p);
+    const t = traceEvents(run, p);
+    const names = t.traceEvents.filter((e) => e.ph === "M" && e.name === "process_name");
+    expect(names.map((e) => e.pid)).toEqual(p.ranks.map((g) => g.gpu + 1));
+    for (const g of p.ranks) expect(String(names.find((e) => e.pid === g.gpu + 1)!.args!.name)).toBe(`GPU ${g.gpu} (node ${g.node}, pipeline rank ${g.pp}, dp ${g.dp}, tp ${g.tp}, ep ${g.ep})`);
+    const opsOf = (pid: number): string => JSON.stringify(t.traceEvents.filter((e) => e.ph === "X" && e.pid === pid).map((e) => ({ ...e, pid: 0 })));
+    const byRank = (pp: number): number[] => p.ranks.filter((g) => g.pp === pp).map((g) => g.gpu + 1);
+    const [a, b] = byRank(0);
+    expect(opsOf(a!)).toBe(opsOf(b!));
+    expect(opsOf(byRank(0)[0]!)).not.toBe(opsOf(byRank(1)[0]!));
+    expect(opsOf(byRank(1)[0]!)).toBe(JSON.stringify(traceEvents(run).traceEvents.filter((e) => e.ph === "X" && e.pid === 2).map((e) => ({ ...e, pid: 0 }))));
+    expect(t.otherData["processes"]).toContain("one per GPU");
+    const d = plan(TINY, "decode");
+    expect(traceEvents(simulatePlan(TINY, d), d).traceEvents.filter((e) => e.ph === "M" && e.name === "process_name")).toHaveLength(d.gpus);
+    const v3 = plan(V3, "train");
+    const big = traceEvents(simulatePlan(V3, v3), v3);
+    expect(big.traceEvents.filter((e) => e.ph === "M" && e.name === "process_name")).toHaveLength(16);
+    expect(big.otherData["processes"]).toBe("one per pipeline rank");
+  });
+});
+
 // ── Sweeps ──────────────────────────────────────────────────────────────────────────────────────
 
 describe("sweeps", () => {

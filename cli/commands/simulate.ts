@@ -97,7 +97,7 @@ export async function runSimulate(rest: readonly string[], values: Values, io: C
   if (values.trace !== undefined) {
     const { traceJson } = await import("../../runtime/simulate/trace-events.js");
     try {
-      await writeFileAtomic(values.trace, traceJson(run));
+      await writeFileAtomic(values.trace, traceJson(run, plan!));
     } catch (e) {
       printDiagnostics(io, [makeDiagnostic("DSV9008", null, { path: display(values.trace), reason: describeSystemError(e) })], new Map());
       return EXIT_ERRORS;

@@ -3,16 +3,18 @@
  * the Perfetto UI load): complete events (`ph: "X"`, times in µs) and metadata events naming the
  * processes and threads.
  *
- * Layout. Training: one process per pipeline rank — the simulation's unit under the symmetry
- * compression; its name gives the GPUs it stands for — with threads for the pipeline ops (F, B, W,
- * F&B slots), the compute stream (attention, experts, … pieces), the communication stream
- * (dispatch, combine), the pipeline p2p link, and the step's tail (reduce-scatter, optimizer,
- * all-gather). Serving: one process for the one simulated GPU, a thread per stream.
+ * Layout. A process per GPU when the plan is given and has at most {@link TRACE_GPUS_EXPANDED} GPUs:
+ * each GPU shows its pipeline rank's simulated program (the symmetry compression makes them equal),
+ * named with its coordinates. Larger plans: one process per pipeline rank — the simulation's unit —
+ * whose name gives the GPUs it stands for (a 2048-GPU trace would otherwise be ~1 GB). Training
+ * threads: the pipeline ops (F, B, W, F&B slots), the compute stream (attention, experts, … pieces),
+ * the communication stream (dispatch, combine), the pipeline p2p link, and the step's tail
+ * (reduce-scatter, optimizer, all-gather). Serving: a thread per stream.
  *
  * Deterministic: events in a fixed order, times rounded to the nanosecond, no clock or path.
  */
 
-import type { TrainingOp } from "../../compiler/plan/plan.js";
+import type { Plan, RankPlan, TrainingOp } from "../../compiler/plan/plan.js";
 import type { SimulationRun } from "./simulate-plan.js";
 
 interface TraceEvent {
@@ -26,6 +28,9 @@ interface TraceEvent {
   args?: Record<string, string | number>;
 }
 
+/** Plans with at most this many GPUs get a trace process per GPU; larger ones one per pipeline rank. */
+export const TRACE_GPUS_EXPANDED = 64;
+
 const us = (s: number): number => Math.round(s * 1e9) / 1e3;
 
 const THREADS = ["pipeline ops", "compute stream", "communication stream (all-to-all)", "p2p link", "step tail (DP, optimizer)"] as const;
@@ -34,7 +39,12 @@ function opName(op: TrainingOp): string {
   return `${op.op}${op.mb}${op.dir === 1 ? "'" : ""}`;
 }
 
-export function traceEvents(run: SimulationRun): { traceEvents: TraceEvent[]; displayTimeUnit: "ms"; otherData: Record<string, string> } {
+function gpuName(g: RankPlan, training: boolean): string {
+  return `GPU ${g.gpu} (node ${g.node}${training ? `, pipeline rank ${g.pp}` : ""}, dp ${g.dp}, tp ${g.tp}, ep ${g.ep})`;
+}
+
+/** The trace of a simulated step; with `plan` (the plan simulated) small plans get a process per GPU. */
+export function traceEvents(run: SimulationRun, plan?: Plan): { traceEvents: TraceEvent[]; displayTimeUnit: "ms"; otherData: Record<string, string> } {
   const events: TraceEvent[] = [];
   const meta = (pid: number, tid: number | null, name: string, sort: number): void => {
     if (tid === null) {
@@ -48,12 +58,13 @@ export function traceEvents(run: SimulationRun): { traceEvents: TraceEvent[]; di
   const x = (pid: number, tid: number, name: string, cat: string, start: number, end: number, args?: Record<string, string | number>): void => {
     events.push({ name, cat, ph: "X", pid, tid, ts: us(start), dur: us(end - start), ...(args ? { args } : {}) });
   };
+  const expanded = plan !== undefined && plan.ranks.length <= TRACE_GPUS_EXPANDED;
   if (run.kind === "training") {
     const { result, timeline } = run;
     const perRank = result.gpus / result.pipelineRanks;
-    timeline.run.slots.forEach((slots, r) => {
-      const pid = r + 1;
-      meta(pid, null, `pipeline rank ${r}: GPUs ${r * perRank}–${(r + 1) * perRank - 1} (${perRank} GPUs, one simulated program)`, r);
+    const emitRank = (r: number, pid: number, name: string, sort: number): void => {
+      const slots = timeline.run.slots[r]!;
+      meta(pid, null, name, sort);
       THREADS.forEach((t, i) => meta(pid, i + 1, t, i));
       const program = timeline.programs[r]!;
       slots.forEach((slot, k) => {
@@ -76,28 +87,39 @@ export function traceEvents(run: SimulationRun): { traceEvents: TraceEvent[]; di
       t = Math.max(t, optimizerStart);
       if (tail.optimizer > 0) x(pid, 5, "optimizer step", "optimizer", t, (t += tail.optimizer));
       if (tail.allGather > 0) x(pid, 5, "parameter all-gather", "data-parallel", t, t + tail.allGather);
-    });
+    };
+    if (expanded) for (const g of plan!.ranks) emitRank(g.pp, g.gpu + 1, gpuName(g, true), g.gpu);
+    else timeline.run.slots.forEach((_, r) => emitRank(r, r + 1, `pipeline rank ${r}: GPUs ${r * perRank}–${(r + 1) * perRank - 1} (${perRank} GPUs, one simulated program)`, r));
   } else {
     const { result, step } = run;
-    meta(1, null, `serving GPU (one simulated program for all ${result.gpus} GPUs of '${result.schedule}')`, 0);
-    meta(1, 1, "compute stream", 0);
-    meta(1, 2, "communication stream (all-to-all)", 1);
-    for (const o of step.ops) {
-      if (o.end <= o.start) continue;
-      const name = `${o.op.op}${o.op.layer === null ? "" : ` ${o.op.layer}`} mb${o.op.mb}`;
-      x(1, o.op.stream === "compute" ? 1 : 2, name, o.op.op, o.start, o.end);
-    }
+    const emitGpu = (pid: number, name: string, sort: number): void => {
+      meta(pid, null, name, sort);
+      meta(pid, 1, "compute stream", 0);
+      meta(pid, 2, "communication stream (all-to-all)", 1);
+      for (const o of step.ops) {
+        if (o.end <= o.start) continue;
+        const opName = `${o.op.op}${o.op.layer === null ? "" : ` ${o.op.layer}`} mb${o.op.mb}`;
+        x(pid, o.op.stream === "compute" ? 1 : 2, opName, o.op.op, o.start, o.end);
+      }
+    };
+    if (expanded) for (const g of plan!.ranks) emitGpu(g.gpu + 1, gpuName(g, false), g.gpu);
+    else emitGpu(1, `serving GPU (one simulated program for all ${result.gpus} GPUs of '${result.schedule}')`, 0);
   }
   return {
     traceEvents: events,
     displayTimeUnit: "ms",
-    otherData: { producer: "dsv3 simulate", schedule: run.result.schedule, compression: run.result.compression },
+    otherData: {
+      producer: "dsv3 simulate",
+      schedule: run.result.schedule,
+      processes: expanded ? "one per GPU (each shows its pipeline rank's simulated program)" : run.kind === "training" ? "one per pipeline rank" : "one simulated GPU",
+      compression: run.result.compression,
+    },
   };
 }
 
 /** The trace as text: one event per line inside the object, so large traces stay diffable. */
-export function traceJson(run: SimulationRun): string {
-  const t = traceEvents(run);
+export function traceJson(run: SimulationRun, plan?: Plan): string {
+  const t = traceEvents(run, plan);
   const body = t.traceEvents.map((e) => JSON.stringify(e)).join(",\n");
   return `{"displayTimeUnit":"ms","otherData":${JSON.stringify(t.otherData)},"traceEvents":[\n${body}\n]}\n`;
 }
