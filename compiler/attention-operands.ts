@@ -14,6 +14,42 @@
  * layouts share one kernel), the reference kernel and the CUDA generator.
  */
 import type { Op } from "./graph/ir.js";
+import type { KernelSpec } from "./kernel-spec.js";
+
+/** An attention kernel's sizes and softmax constants (both attention kinds carry the same ones). */
+export interface AttentionDims {
+  queries: number;
+  heads: number;
+  dk: number;
+  dv: number;
+  qLen: number;
+  kvLen: number;
+  scale: number;
+  causal: boolean;
+  /** Keys per online-softmax block (kv_block; the whole kv_len when absent). */
+  block: number;
+}
+
+/** The attention constants of an attention KernelSpec (mla_decode_attention, prefill_attention). */
+export function attentionDims(spec: KernelSpec): AttentionDims {
+  const n = (key: string): number => {
+    const v = spec.constants[key];
+    if (typeof v !== "number") throw new Error(`${spec.id} (${spec.kind}): constant '${key}' is not a number`);
+    return v;
+  };
+  const kvLen = n("kv_len");
+  return {
+    queries: n("queries"),
+    heads: n("heads"),
+    dk: n("dk"),
+    dv: n("dv"),
+    qLen: n("q_len"),
+    kvLen,
+    scale: n("scale"),
+    causal: spec.constants["causal"] === true,
+    block: spec.constants["kv_block"] === undefined ? kvLen : n("kv_block"),
+  };
+}
 
 export interface AttentionSource {
   tensor: string;

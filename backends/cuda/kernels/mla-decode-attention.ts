@@ -11,6 +11,7 @@
  * The output O / sum is stored in BF16. Same blocking as the reference (pages = its kv blocks), so
  * it differs from it only by FP32-vs-FP64 rounding and the BF16 probabilities.
  */
+import { attentionDims } from "../../../compiler/attention-operands.js";
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import type { GpuTarget } from "../gpu-target.js";
 import type { GeneratedKernel, KernelParam } from "../generated-kernel.js";
@@ -18,14 +19,7 @@ import { devicePrelude, floatLiteral, mmaSyncHelpers } from "./device-prelude.js
 
 export function generateMlaDecodeAttention(spec: KernelSpec, gpu: GpuTarget, name: string): GeneratedKernel {
   const c = spec.constants;
-  const queries = c["queries"] as number;
-  const heads = c["heads"] as number;
-  const dk = c["dk"] as number;
-  const dv = c["dv"] as number;
-  const qLen = c["q_len"] as number;
-  const kvLen = c["kv_len"] as number;
-  const scale = c["scale"] as number;
-  const causal = c["causal"] === true;
+  const { queries, heads, dk, dv, qLen, kvLen, scale, causal } = attentionDims(spec);
   const page = typeof c["kv_block"] === "number" ? (c["kv_block"] as number) : 64;
   if (page !== 64) throw new Error(`internal error: ${spec.id}: pages of ${page} rows (64)`);
   const sequences = Math.ceil(queries / qLen);

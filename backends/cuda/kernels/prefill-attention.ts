@@ -24,7 +24,7 @@
  * small heads), and head dims that are not multiples of 16 are padded with zero columns in shared
  * memory (the padded output columns are not stored).
  */
-import { attentionOperandLayout, type AttentionSource } from "../../../compiler/attention-operands.js";
+import { attentionDims, attentionOperandLayout, type AttentionSource } from "../../../compiler/attention-operands.js";
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
 import type { GpuTarget } from "../gpu-target.js";
 import type { GeneratedKernel, KernelParam } from "../generated-kernel.js";
@@ -65,14 +65,7 @@ export function prefillAttentionUnsupported(spec: KernelSpec): string | null {
 
 export function generatePrefillAttention(spec: KernelSpec, gpu: GpuTarget, name: string): GeneratedKernel {
   const c = spec.constants;
-  const queries = c["queries"] as number;
-  const heads = c["heads"] as number;
-  const dk = c["dk"] as number;
-  const dv = c["dv"] as number;
-  const qLen = c["q_len"] as number;
-  const kvLen = c["kv_len"] as number;
-  const scale = c["scale"] as number;
-  const causal = c["causal"] === true;
+  const { queries, heads, dk, dv, qLen, kvLen, scale, causal } = attentionDims(spec);
   const ch = chooseAttention(spec, gpu);
   const sequences = ch.grid[2];
   const layout = attentionOperandLayout(spec.replaces, spec.main[0]!, (id) => spec.tensors[id]!.shape);

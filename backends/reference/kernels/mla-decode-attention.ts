@@ -11,8 +11,9 @@
  * from attentionForward in the last FP64 bits, which can flip the final BF16 rounding by one ulp:
  * within tolerance, not bitwise.
  */
+import { attentionDims } from "../../../compiler/attention-operands.js";
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
-import { attentionDims, onlineSoftmaxAttention } from "./online-softmax-attention.js";
+import { onlineSoftmaxAttention } from "./online-softmax-attention.js";
 import { getReal, type KernelValues } from "./tensors.js";
 
 export function runMlaDecodeAttention(spec: KernelSpec, inputs: KernelValues): KernelValues {

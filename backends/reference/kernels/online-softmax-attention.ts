@@ -9,38 +9,9 @@
  * Layouts (all row-major): q [queries, heads, dk]; k [sequences·kvLen, kvHeads, dk]; v
  * [sequences·kvLen, kvHeads, dv]; out [queries, heads, dv].
  */
+import type { AttentionDims } from "../../../compiler/attention-operands.js";
 import type { Dtype } from "../../../compiler/graph/ir.js";
-import type { KernelSpec } from "../../../compiler/kernel-spec.js";
-import { num, roundScalar } from "./tensors.js";
-
-export interface AttentionDims {
-  queries: number;
-  heads: number;
-  dk: number;
-  dv: number;
-  qLen: number;
-  kvLen: number;
-  scale: number;
-  causal: boolean;
-  /** Keys per online-softmax block. */
-  block: number;
-}
-
-/** The attention kernels' compile-time constants. */
-export function attentionDims(spec: KernelSpec): AttentionDims {
-  const kvLen = num(spec, "kv_len");
-  return {
-    queries: num(spec, "queries"),
-    heads: num(spec, "heads"),
-    dk: num(spec, "dk"),
-    dv: num(spec, "dv"),
-    qLen: num(spec, "q_len"),
-    kvLen,
-    scale: num(spec, "scale"),
-    causal: spec.constants["causal"] === true,
-    block: spec.constants["kv_block"] === undefined ? kvLen : num(spec, "kv_block"),
-  };
-}
+import { roundScalar } from "./tensors.js";
 
 export function onlineSoftmaxAttention(q: Float64Array, k: Float64Array, v: Float64Array, kvHeads: number, d: AttentionDims, outDtype: Dtype): Float32Array {
   const { queries, heads, dk, dv, qLen, kvLen, scale, causal, block } = d;

@@ -11,9 +11,9 @@
  * at the end and the per-block rescaling differ from attentionForward in the last FP64 bits, which
  * can flip the final BF16 rounding by one ulp: within tolerance, not bitwise.
  */
-import { attentionOperandLayout, type AttentionSource } from "../../../compiler/attention-operands.js";
+import { attentionDims, attentionOperandLayout, type AttentionSource } from "../../../compiler/attention-operands.js";
 import type { KernelSpec } from "../../../compiler/kernel-spec.js";
-import { attentionDims, onlineSoftmaxAttention } from "./online-softmax-attention.js";
+import { onlineSoftmaxAttention } from "./online-softmax-attention.js";
 import { getReal, num, type KernelValues } from "./tensors.js";
 
 /** Gathers an operand's sources into [tokens, heads, width] (a source with one head is shared). */
